@@ -1,0 +1,284 @@
+#include "conf/conf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <confuse.h>
+
+#include "core/str.h"
+#include "core/xmalloc.h"
+
+/* The embedded default: what `mailwarden serve` runs with no -c. */
+static const char default_text[] =
+    "# mailwarden embedded default configuration\n"
+    "local_domains = { \"localhost\" }\n"
+    "data_dir = \"./var\"\n"
+    "listen smtp {\n"
+    "    address = \"127.0.0.1\"\n"
+    "    port = 2525\n"
+    "}\n";
+
+const char *conf_default_text(void)
+{
+    return default_text;
+}
+
+static struct buf *err_sink;
+
+__attribute__((format(printf, 2, 0)))
+static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+    if (err_sink == NULL)
+        return;
+    if (cfg && cfg->filename)
+        buf_printf(err_sink, "%s:%d: ", cfg->filename, cfg->line);
+    buf_vprintf(err_sink, fmt, ap);
+    buf_append_byte(err_sink, '\n');
+}
+
+static int check_range(cfg_t *cfg, cfg_opt_t *opt, long lo, long hi)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        long v = cfg_opt_getnint(opt, i);
+        if (v < lo || v > hi) {
+            cfg_error(cfg, "%s = %ld is out of range (%ld..%ld)", cfg_opt_name(opt), v, lo, hi);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int v_positive(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 1, 1000000000L); }
+static int v_port(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 1, 65535); }
+static int v_line(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 512, 65536); }
+static int v_rcpt(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 100, 100000); }
+static int v_size(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 1024, 2147483647L); }
+static int v_workers(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 1, 64); }
+
+static bool domain_ok(const char *d)
+{
+    size_t n = strlen(d), label = 0;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = d[i];
+        if (c == '.') {
+            if (label == 0 || d[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if (ascii_alpha(c) || ascii_digit(c) || (c == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0 && d[n - 1] != '-';
+}
+
+static int v_domain(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        const char *d = cfg_opt_getnstr(opt, i);
+        if (d == NULL)
+            continue;
+        if (!domain_ok(d)) {
+            cfg_error(cfg, "%s: \"%s\" is not a valid domain name", cfg_opt_name(opt), d);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int v_nonempty(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        const char *d = cfg_opt_getnstr(opt, i);
+        if (d == NULL || d[0] == '\0') {
+            cfg_error(cfg, "%s must not be empty", cfg_opt_name(opt));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int v_address(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *a = cfg_opt_getnstr(opt, 0);
+    unsigned char tmp[16];
+    if (a == NULL || (inet_pton(AF_INET, a, tmp) != 1 && inet_pton(AF_INET6, a, tmp) != 1)) {
+        cfg_error(cfg, "address: \"%s\" is not an IPv4 or IPv6 address", a ? a : "");
+        return -1;
+    }
+    return 0;
+}
+
+static cfg_opt_t listen_opts[] = {
+    CFG_STR("address", "127.0.0.1", CFGF_NONE),
+    CFG_INT("port", 25, CFGF_NONE),
+    CFG_END(),
+};
+
+static cfg_opt_t root_opts[] = {
+    CFG_STR("hostname", NULL, CFGF_NONE),
+    CFG_STR("data_dir", "./var", CFGF_NONE),
+    CFG_STR_LIST("local_domains", "{localhost}", CFGF_NONE),
+    CFG_INT("max_message_size", 36700160, CFGF_NONE),
+    CFG_INT("max_line_length", 2048, CFGF_NONE),
+    CFG_INT("max_recipients", 1000, CFGF_NONE),
+    CFG_INT("max_errors", 20, CFGF_NONE),
+    CFG_INT("command_timeout", 300, CFGF_NONE),
+    CFG_INT("data_timeout", 600, CFGF_NONE),
+    CFG_INT("max_connections", 1000, CFGF_NONE),
+    CFG_INT("max_connections_per_ip", 50, CFGF_NONE),
+    CFG_INT("retry_min", 60, CFGF_NONE),
+    CFG_INT("retry_max", 3600, CFGF_NONE),
+    CFG_INT("workers", 4, CFGF_NONE),
+    CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+    CFG_END(),
+};
+
+static void install_validators(cfg_t *cfg)
+{
+    static const char *const positive[] = {
+        "max_errors", "command_timeout", "data_timeout", "max_connections",
+        "max_connections_per_ip", "retry_min", "retry_max",
+    };
+    for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++)
+        cfg_set_validate_func(cfg, positive[i], v_positive);
+    cfg_set_validate_func(cfg, "max_line_length", v_line);
+    cfg_set_validate_func(cfg, "max_recipients", v_rcpt);
+    cfg_set_validate_func(cfg, "max_message_size", v_size);
+    cfg_set_validate_func(cfg, "workers", v_workers);
+    cfg_set_validate_func(cfg, "local_domains", v_domain);
+    cfg_set_validate_func(cfg, "hostname", v_domain);
+    cfg_set_validate_func(cfg, "data_dir", v_nonempty);
+    cfg_set_validate_func(cfg, "listen|port", v_port);
+    cfg_set_validate_func(cfg, "listen|address", v_address);
+}
+
+static char *default_hostname(void)
+{
+    char h[256];
+    if (gethostname(h, sizeof(h)) < 0 || h[0] == '\0' || !domain_ok(h))
+        return xstrdup("localhost");
+    h[sizeof(h) - 1] = '\0';
+    str_lower(h);
+    return xstrdup(h);
+}
+
+static void build(cfg_t *cfg, const char *source, struct mw_config *c)
+{
+    c->refs = 1;
+    c->source = xstrdup(source);
+    const char *h = cfg_getstr(cfg, "hostname");
+    c->hostname = h ? xstrdup(h) : default_hostname();
+    str_lower(c->hostname);
+    c->data_dir = xstrdup(cfg_getstr(cfg, "data_dir"));
+    c->nlocal = cfg_size(cfg, "local_domains");
+    c->local_domains = xcalloc(c->nlocal ? c->nlocal : 1, sizeof(char *));
+    for (size_t i = 0; i < c->nlocal; i++) {
+        c->local_domains[i] = xstrdup(cfg_getnstr(cfg, "local_domains", (unsigned)i));
+        str_lower(c->local_domains[i]);
+    }
+    c->max_message_size = (uint64_t)cfg_getint(cfg, "max_message_size");
+    c->max_line_length = (unsigned)cfg_getint(cfg, "max_line_length");
+    c->max_recipients = (unsigned)cfg_getint(cfg, "max_recipients");
+    c->max_errors = (unsigned)cfg_getint(cfg, "max_errors");
+    c->command_timeout = (unsigned)cfg_getint(cfg, "command_timeout");
+    c->data_timeout = (unsigned)cfg_getint(cfg, "data_timeout");
+    c->max_connections = (unsigned)cfg_getint(cfg, "max_connections");
+    c->max_connections_per_ip = (unsigned)cfg_getint(cfg, "max_connections_per_ip");
+    c->retry_min = (unsigned)cfg_getint(cfg, "retry_min");
+    c->retry_max = (unsigned)cfg_getint(cfg, "retry_max");
+    c->workers = (unsigned)cfg_getint(cfg, "workers");
+    c->nlisten = cfg_size(cfg, "listen");
+    c->listens = xcalloc(c->nlisten ? c->nlisten : 1, sizeof(*c->listens));
+    for (size_t i = 0; i < c->nlisten; i++) {
+        cfg_t *l = cfg_getnsec(cfg, "listen", (unsigned)i);
+        c->listens[i].name = xstrdup(cfg_title(l));
+        c->listens[i].address = xstrdup(cfg_getstr(l, "address"));
+        c->listens[i].port = (unsigned)cfg_getint(l, "port");
+    }
+}
+
+int conf_load(const char *path, struct mw_config **out, struct buf *err)
+{
+    cfg_t *cfg = cfg_init(root_opts, CFGF_NONE);
+    if (cfg == NULL) {
+        buf_printf(err, "%s: cannot initialise the configuration parser\n", path ? path : "(default)");
+        return -1;
+    }
+    err_sink = err;
+    cfg_set_error_function(cfg, conf_errfunc);
+    install_validators(cfg);
+
+    int r;
+    size_t before = buf_size(err);
+    if (path) {
+        errno = 0;
+        r = cfg_parse(cfg, path);
+        if (r == CFG_FILE_ERROR)
+            buf_printf(err, "%s:0: cannot read file: %s\n", path,
+                       errno ? strerror(errno) : "unknown error");
+    } else {
+        r = cfg_parse_buf(cfg, default_text);
+    }
+    if (r == CFG_SUCCESS) {
+        long lo = cfg_getint(cfg, "retry_min"), hi = cfg_getint(cfg, "retry_max");
+        if (hi < lo) {
+            buf_printf(err, "%s:0: retry_max (%ld) is below retry_min (%ld)\n",
+                       path ? path : "(default)", hi, lo);
+            r = CFG_PARSE_ERROR;
+        } else if (cfg_size(cfg, "listen") == 0) {
+            buf_printf(err, "%s:0: no listen section: the daemon would accept nothing\n",
+                       path ? path : "(default)");
+            r = CFG_PARSE_ERROR;
+        }
+    }
+    if (r != CFG_SUCCESS && buf_size(err) == before)
+        buf_printf(err, "%s:0: configuration error\n", path ? path : "(default)");
+    if (r == CFG_SUCCESS) {
+        struct mw_config *c = xcalloc(1, sizeof(*c));
+        build(cfg, path ? path : "(default)", c);
+        *out = c;
+    }
+    err_sink = NULL;
+    cfg_free(cfg);
+    return r == CFG_SUCCESS ? 0 : -1;
+}
+
+struct mw_config *conf_ref(struct mw_config *c)
+{
+    c->refs++;
+    return c;
+}
+
+void conf_unref(struct mw_config *c)
+{
+    if (c == NULL || --c->refs > 0)
+        return;
+    xfree(c->source);
+    xfree(c->hostname);
+    xfree(c->data_dir);
+    for (size_t i = 0; i < c->nlocal; i++)
+        xfree(c->local_domains[i]);
+    xfree(c->local_domains);
+    for (size_t i = 0; i < c->nlisten; i++) {
+        xfree(c->listens[i].name);
+        xfree(c->listens[i].address);
+    }
+    xfree(c->listens);
+    xfree(c);
+}
+
+bool conf_is_local_domain(const struct mw_config *c, const char *domain)
+{
+    for (size_t i = 0; i < c->nlocal; i++)
+        if (str_ieq(domain, strlen(domain), c->local_domains[i]))
+            return true;
+    return false;
+}

@@ -1,0 +1,58 @@
+/*
+ * conf - the configuration, loaded once into an immutable struct.
+ *
+ * conf_load() parses a libConfuse file (or, with path NULL, the embedded
+ * default text, through the same code) and validates every value. On error
+ * it returns -1 and writes "file:line: what is wrong" lines into err; the
+ * caller keeps whatever configuration it had. A loaded config is never
+ * modified; a reload builds a new one and swaps the pointer. Sessions hold
+ * a reference (conf_ref/conf_unref) so an old config lives until its last
+ * session ends.
+ *
+ * Every key is documented in docs/config.md.
+ */
+#ifndef MW_CONF_CONF_H
+#define MW_CONF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+struct mw_listen {
+    char *name;
+    char *address;
+    unsigned port;
+};
+
+struct mw_config {
+    unsigned refs;
+    char *source;            /* file name, or "(default)" */
+    char *hostname;
+    char *data_dir;
+    char **local_domains;    /* lower case */
+    size_t nlocal;
+    uint64_t max_message_size;
+    unsigned max_line_length;
+    unsigned max_recipients;
+    unsigned max_errors;
+    unsigned command_timeout;
+    unsigned data_timeout;
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned retry_min;
+    unsigned retry_max;
+    unsigned workers;
+    struct mw_listen *listens;
+    size_t nlisten;
+};
+
+/* path NULL: the embedded default. */
+int conf_load(const char *path, struct mw_config **out, struct buf *err);
+struct mw_config *conf_ref(struct mw_config *c);
+void conf_unref(struct mw_config *c);
+bool conf_is_local_domain(const struct mw_config *c, const char *domain);
+const char *conf_default_text(void);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * fsutil - the durable-write path and small file-system helpers.
+ *
+ * fs_commit_file() is the one way mailwarden makes a file durable
+ * (STYLE 11): create tmpdir/name exclusively, write every byte, fsync the
+ * file, rename it to destdir/name, fsync destdir. When it returns 0 the
+ * file and its directory entry survive a crash; on any failure the
+ * temporary file is removed and -errno is returned. Callers that need a
+ * completeness marker put it in the data they pass.
+ *
+ *   fs_mkdirs(path, mode)     mkdir -p; 0 or -errno
+ *   fs_fsync_dir(path)        0 or -errno
+ *   fs_write_all(fd, p, n)    loops over short writes and EINTR
+ *   fs_read_file(path, buf)   whole file into a buf, bounded by max
+ */
+#ifndef MW_CORE_FSUTIL_H
+#define MW_CORE_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include "core/buf.h"
+
+int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
+                   const struct iovec *iov, int iovcnt, int mode);
+int fs_mkdirs(const char *path, int mode);
+int fs_fsync_dir(const char *path);
+int fs_write_all(int fd, const void *p, size_t n);
+int fs_writev_all(int fd, const struct iovec *iov, int iovcnt);
+int fs_read_file(const char *path, size_t max, struct buf *out);
+
+#endif

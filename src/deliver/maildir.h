@@ -1,0 +1,37 @@
+/*
+ * maildir - local delivery into <root>/<domain>/<local-part>/ (Maildir).
+ *
+ * maildir_deliver() creates the mailbox (tmp, new, cur) if needed and
+ * writes Return-Path and Delivered-To followed by the message through the
+ * durable path (tmp/ -> fsync -> new/ -> fsync). It returns 0 once the
+ * message is safe in new/, else -errno; it blocks, so the daemon runs it
+ * on a worker thread.
+ *
+ * The domain and local part come from the network: maildir_component()
+ * turns them into a single safe path component (lower case; '/', '%',
+ * control bytes and a leading '.' percent-encoded), so no address can
+ * name a path outside its own mailbox.
+ */
+#ifndef MW_DELIVER_MAILDIR_H
+#define MW_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+
+struct maildir_msg {
+    const char *return_path;   /* envelope sender, "" for <> */
+    const char *delivered_to;  /* the recipient address */
+    const char *domain;        /* recipient domain */
+    const char *local;         /* recipient local part, unquoted */
+    const char *queue_id;
+    unsigned seq;              /* recipient index, for a unique file name */
+    const char *body;
+    size_t body_len;
+};
+
+int maildir_deliver(const char *root, const char *hostname, const struct maildir_msg *m,
+                    struct buf *path_out);
+void maildir_component(struct buf *out, const char *s);
+
+#endif

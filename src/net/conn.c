@@ -1,0 +1,311 @@
+/*
+ * conn.c - client connections: accept with limits, feed the SMTP session,
+ * answer its asks for sender and recipients, send replies, time out idle
+ * clients, close.
+ *
+ * A connection is freed only when no worker job refers to it: if the peer
+ * goes away while its message is being committed, the conn is marked dead
+ * and freed by conn_job_done().
+ */
+#include "net/conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+#define OUTPUT_HIGH (256 * 1024)  /* stop reading while this much is unsent */
+
+static void conn_free(struct conn *c)
+{
+    struct server *srv = c->srv;
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "disconnect");
+    log_str(&l, "session", c->id);
+    log_str(&l, "client", c->ip);
+    log_u64(&l, "messages", c->messages);
+    log_u64(&l, "seconds", (uint64_t)(time(NULL) - c->started));
+    log_end(&l);
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    smtp_session_free(c->sess);
+    conf_unref(c->conf);
+    xfree(c);
+    server_maybe_exit(srv);
+}
+
+static void conn_drop(struct conn *c)
+{
+    if (c->job_pending) {
+        c->dead = true;
+        if (c->bev) {
+            bufferevent_free(c->bev);
+            c->bev = NULL;
+        }
+        return;
+    }
+    conn_free(c);
+}
+
+void conn_job_done(struct conn *c)
+{
+    c->job_pending = false;
+    if (c->dead)
+        conn_free(c);
+}
+
+static void set_timeouts(struct conn *c)
+{
+    enum smtp_state st = smtp_session_state(c->sess);
+    unsigned secs = (st == SMTP_ST_DATA || st == SMTP_ST_BDAT) ? c->conf->data_timeout
+                                                                : c->conf->command_timeout;
+    struct timeval tv = { .tv_sec = secs, .tv_usec = 0 };
+    bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
+void conn_pump(struct conn *c)
+{
+    if (c->dead || c->bev == NULL)
+        return;
+    struct buf *out = smtp_session_output(c->sess);
+    if (buf_size(out) > 0) {
+        bufferevent_write(c->bev, buf_ptr(out), buf_size(out));
+        buf_reset(out);
+    }
+    struct evbuffer *ob = bufferevent_get_output(c->bev);
+    if (smtp_session_closing(c->sess)) {
+        bufferevent_disable(c->bev, EV_READ);
+        if (evbuffer_get_length(ob) == 0)
+            conn_drop(c);
+        return;
+    }
+    if (smtp_session_waiting(c->sess) || evbuffer_get_length(ob) > OUTPUT_HIGH) {
+        bufferevent_disable(c->bev, EV_READ);
+    } else {
+        bufferevent_enable(c->bev, EV_READ);
+        set_timeouts(c);
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer_iovec v[8];
+    int n;
+    while ((n = evbuffer_peek(in, -1, NULL, v, 8)) > 0) {
+        size_t total = 0;
+        int k = n < 8 ? n : 8;
+        for (int i = 0; i < k; i++) {
+            smtp_session_feed(c->sess, v[i].iov_base, v[i].iov_len);
+            total += v[i].iov_len;
+        }
+        evbuffer_drain(in, total);
+        if (smtp_session_closing(c->sess))
+            break;
+    }
+    evbuffer_drain(in, evbuffer_get_length(in));
+    conn_pump(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_pump(arg);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (what & BEV_EVENT_READING) {
+            log_kv(MW_LOG_INFO, "timeout", "session", c->id, "client", c->ip, "state",
+                   smtp_state_name(smtp_session_state(c->sess)), NULL);
+            smtp_session_timeout(c->sess);
+            conn_pump(c);
+            if (!c->dead && c->bev && !smtp_session_closing(c->sess))
+                bufferevent_enable(c->bev, EV_READ);
+            return;
+        }
+        log_kv(MW_LOG_INFO, "timeout", "session", c->id, "client", c->ip, "state", "writing",
+               NULL);
+        conn_drop(c);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_drop(c);
+}
+
+static void ask_rcpt(struct conn *c)
+{
+    const struct mail_addr *r = smtp_session_pending_rcpt(c->sess);
+    int code = 250;
+    const char *enh = "2.1.5", *text = "Ok", *result = "accepted";
+    if (r->domain[0] == '\0') {
+        /* Bare <Postmaster>: always ours (RFC 5321 4.5.1). */
+    } else if (r->literal || !conf_is_local_domain(c->conf, r->domain)) {
+        code = 554, enh = "5.7.1", text = "Error: relay access denied";
+        result = "relay_denied";
+    }
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "rcpt");
+    log_str(&l, "session", c->id);
+    log_str(&l, "rcpt", r->text);
+    log_str(&l, "result", result);
+    log_end(&l);
+    smtp_session_answer(c->sess, code, enh, text);
+}
+
+static void ask_cb(void *ctx, struct smtp_session *s, enum smtp_ask what)
+{
+    struct conn *c = ctx;
+    const struct smtp_txn *t = smtp_session_txn(s);
+    switch (what) {
+    case SMTP_ASK_MAIL: {
+        struct log_line l;
+        log_begin(&l, MW_LOG_INFO, "mail");
+        log_str(&l, "session", c->id);
+        log_str(&l, "from", t->from.text);
+        if (t->declared_size)
+            log_u64(&l, "size", t->declared_size);
+        log_end(&l);
+        smtp_session_answer(s, 250, "2.1.0", "Ok");
+        break;
+    }
+    case SMTP_ASK_RCPT:
+        ask_rcpt(c);
+        break;
+    case SMTP_ASK_MESSAGE:
+        receive_message(c);
+        break;
+    }
+}
+
+static const struct smtp_hooks conn_hooks = { .ask = ask_cb };
+
+static void refuse(int fd, const char *host, const char *why)
+{
+    char msg[512];
+    int n = snprintf(msg, sizeof(msg), "421 4.7.0 %s Error: %s, try again later\r\n", host, why);
+    if (n > 0)
+        (void)send(fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1,
+                   MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+}
+
+static void describe_peer(struct conn *c, const struct sockaddr *sa)
+{
+    char a[INET6_ADDRSTRLEN] = "unknown";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+        c->port = ntohs(in->sin_port);
+        snprintf(c->literal, sizeof(c->literal), "[%s]", a);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+        c->port = ntohs(in6->sin6_port);
+        snprintf(c->literal, sizeof(c->literal), "[IPv6:%s]", a);
+    } else {
+        snprintf(c->literal, sizeof(c->literal), "[unknown]");
+    }
+    snprintf(c->ip, sizeof(c->ip), "%s", a);
+}
+
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
+                 const char *listener)
+{
+    struct conn probe;
+    memset(&probe, 0, sizeof(probe));
+    describe_peer(&probe, sa);
+    struct mw_config *conf = srv->conf;
+
+    if (srv->stopping) {
+        refuse(fd, conf->hostname, "service shutting down");
+        return;
+    }
+    unsigned same_ip = 0;
+    for (struct conn *o = srv->conns; o; o = o->next)
+        if (strcmp(o->ip, probe.ip) == 0)
+            same_ip++;
+    const char *why = NULL;
+    if (srv->nconns >= conf->max_connections)
+        why = "too many connections";
+    else if (same_ip >= conf->max_connections_per_ip)
+        why = "too many connections from your address";
+    if (why) {
+        log_kv(MW_LOG_WARN, "limit", "client", probe.ip, "limit",
+               srv->nconns >= conf->max_connections ? "max_connections" : "max_connections_per_ip",
+               "listener", listener, NULL);
+        refuse(fd, conf->hostname, why);
+        return;
+    }
+
+    struct conn *c = xcalloc(1, sizeof(*c));
+    *c = probe;
+    c->srv = srv;
+    c->conf = conf_ref(conf);
+    c->listener = listener;
+    c->started = time(NULL);
+    id_new(c->id);
+    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        close(fd);
+        conf_unref(c->conf);
+        xfree(c);
+        return;
+    }
+    struct smtp_params p = {
+        .hostname = conf->hostname,
+        .session_id = c->id,
+        .max_line = conf->max_line_length,
+        .max_message = conf->max_message_size,
+        .max_rcpt = conf->max_recipients,
+        .max_errors = conf->max_errors,
+    };
+    c->sess = smtp_session_new(&p, &conn_hooks, c);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "connect");
+    log_str(&l, "session", c->id);
+    log_str(&l, "client", c->ip);
+    log_u64(&l, "port", c->port);
+    log_str(&l, "listener", listener);
+    log_end(&l);
+
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    conn_pump(c);
+}
+
+void conn_shutdown_all(struct server *srv)
+{
+    struct conn *c = srv->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->dead)
+            continue;
+        smtp_session_shutdown(c->sess);
+        conn_pump(c);
+    }
+}

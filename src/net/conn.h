@@ -1,0 +1,38 @@
+/*
+ * conn - one client connection: a bufferevent feeding an SMTP session.
+ * Private to net/.
+ */
+#ifndef MW_NET_CONN_H
+#define MW_NET_CONN_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "core/id.h"
+#include "net/server.h"
+#include "smtp/session.h"
+
+struct bufferevent;
+
+struct conn {
+    struct server *srv;
+    struct conn *prev, *next;
+    struct bufferevent *bev;
+    struct smtp_session *sess;
+    struct mw_config *conf;    /* the config this session started with */
+    char id[ID_LEN + 1];
+    char ip[64];               /* printable client address */
+    char literal[72];          /* [1.2.3.4] or [IPv6:...] */
+    unsigned port;
+    const char *listener;
+    bool job_pending;          /* a worker holds a pointer to this conn */
+    bool dead;                 /* peer gone: free when the job completes */
+    time_t started;
+    unsigned messages;
+};
+
+/* Send session output, adjust reading and timeouts, close if done. */
+void conn_pump(struct conn *c);
+void conn_job_done(struct conn *c);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * delivery.c - the delivery scheduler: queued messages into Maildirs.
+ *
+ * Ids wait in a FIFO; at most max_in_flight deliveries run on the delivery
+ * worker pool at once, so a backlog never starves queue commits. A message
+ * whose delivery fails for some recipient stays queued and is retried
+ * after retry_min seconds, doubling up to retry_max; recipients already
+ * delivered are recorded and not delivered again. A queue file that does
+ * not parse is moved to queue/corrupt/ and reported, never deleted.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "core/worker.h"
+#include "core/xmalloc.h"
+#include "deliver/maildir.h"
+#include "msg/addr.h"
+#include "net/server.h"
+
+struct pending {
+    struct pending *next;
+    char id[ID_LEN + 1];
+    unsigned attempts;
+};
+
+struct retry {
+    struct retry *prev, *next;
+    struct delivery *d;
+    struct event *ev;
+    struct pending *p;
+};
+
+struct delivery {
+    struct server *srv;
+    struct pending *head, *tail;
+    struct retry *retries;
+    unsigned in_flight, max_in_flight;
+    bool stopped;
+};
+
+struct deliver_job {
+    struct delivery *d;
+    struct pending *p;
+    char *mail_dir, *hostname;
+    /* results */
+    int read_error;
+    size_t nrcpt, ndelivered, nfailed;
+    struct buf log;   /* per-recipient log lines, written on the loop */
+};
+
+static void run_next(struct delivery *d);
+
+struct delivery *delivery_new(struct server *srv)
+{
+    struct delivery *d = xcalloc(1, sizeof(*d));
+    d->srv = srv;
+    d->max_in_flight = srv->conf->workers * 2;
+    return d;
+}
+
+static void push(struct delivery *d, struct pending *p)
+{
+    p->next = NULL;
+    if (d->tail)
+        d->tail->next = p;
+    else
+        d->head = p;
+    d->tail = p;
+}
+
+void delivery_enqueue(struct delivery *d, const char *id)
+{
+    struct pending *p = xcalloc(1, sizeof(*p));
+    memcpy(p->id, id, ID_LEN + 1);
+    push(d, p);
+    run_next(d);
+}
+
+void delivery_load_queue(struct delivery *d)
+{
+    char (*ids)[ID_LEN + 1];
+    size_t n;
+    int r = queue_list(&d->srv->queue, &ids, &n);
+    if (r < 0) {
+        log_kv(MW_LOG_ERROR, "queue_scan", "error", strerror(-r), NULL);
+        return;
+    }
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "queue_scan");
+    log_u64(&l, "messages", n);
+    log_end(&l);
+    for (size_t i = 0; i < n; i++)
+        delivery_enqueue(d, ids[i]);
+    xfree(ids);
+}
+
+/* Worker thread: no loop state is touched here. */
+static void deliver_work(void *arg)
+{
+    struct deliver_job *j = arg;
+    struct queue_msg m;
+    const struct queue *q = &j->d->srv->queue;
+
+    j->read_error = queue_read(q, j->p->id, &m);
+    if (j->read_error < 0)
+        return;
+    j->nrcpt = m.nrcpt;
+    for (size_t i = 0; i < m.nrcpt; i++) {
+        if (m.done[i]) {
+            j->ndelivered++;
+            continue;
+        }
+        struct buf path;
+        buf_init(&path);
+        buf_printf(&path, "<%s>", m.rcpts[i]);
+        struct mail_addr a;
+        size_t used;
+        int r = addr_parse_path(buf_ptr(&path), buf_size(&path), ADDR_UTF8, &a, &used);
+        buf_reset(&path);
+        if (r < 0) {
+            buf_printf(&j->log, "F%zu\t%s\tbad recipient address in queue file\n", i, m.rcpts[i]);
+            j->nfailed++;
+            buf_free(&path);
+            continue;
+        }
+        struct maildir_msg mm = {
+            .return_path = m.from,
+            .delivered_to = a.text,
+            .domain = a.domain,
+            .local = a.local,
+            .queue_id = m.id,
+            .seq = (unsigned)i,
+            .body = m.body,
+            .body_len = m.body_len,
+        };
+        r = maildir_deliver(j->mail_dir, j->hostname, &mm, &path);
+        if (r == 0) {
+            queue_mark_done(q, m.id, i);
+            j->ndelivered++;
+            buf_printf(&j->log, "D%zu\t%s\t%s\n", i, a.text, buf_ptr(&path));
+        } else {
+            j->nfailed++;
+            buf_printf(&j->log, "F%zu\t%s\t%s\n", i, a.text, strerror(-r));
+        }
+        addr_free(&a);
+        buf_free(&path);
+    }
+    if (j->nfailed == 0)
+        queue_remove(q, m.id);
+    queue_msg_free(&m);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct retry *r = arg;
+    struct delivery *d = r->d;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        d->retries = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    push(d, r->p);
+    event_free(r->ev);
+    xfree(r);
+    run_next(d);
+}
+
+static void schedule_retry(struct delivery *d, struct pending *p)
+{
+    const struct mw_config *conf = d->srv->conf;
+    unsigned delay = conf->retry_min;
+    for (unsigned i = 1; i < p->attempts && delay < conf->retry_max; i++)
+        delay *= 2;
+    if (delay > conf->retry_max)
+        delay = conf->retry_max;
+    struct retry *r = xcalloc(1, sizeof(*r));
+    r->d = d;
+    r->p = p;
+    r->ev = evtimer_new(d->srv->base, retry_cb, r);
+    r->next = d->retries;
+    if (d->retries)
+        d->retries->prev = r;
+    d->retries = r;
+    struct timeval tv = { .tv_sec = delay, .tv_usec = 0 };
+    evtimer_add(r->ev, &tv);
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "deferred");
+    log_str(&l, "queue", p->id);
+    log_u64(&l, "attempts", p->attempts);
+    log_u64(&l, "retry_in", delay);
+    log_end(&l);
+}
+
+/* Turn the worker's per-recipient notes into log lines. */
+static void log_results(struct deliver_job *j)
+{
+    const char *p = buf_ptr(&j->log), *end = p + buf_size(&j->log);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            break;
+        /* "D|F<index>\t<rcpt>\t<path or error>" */
+        const char *f[3];
+        size_t len[3];
+        const char *s = p + 1;
+        for (int k = 0; k < 3; k++) {
+            const char *tab = k < 2 ? memchr(s, '\t', (size_t)(nl - s)) : nl;
+            if (tab == NULL)
+                tab = nl;
+            f[k] = s;
+            len[k] = (size_t)(tab - s);
+            s = tab < nl ? tab + 1 : nl;
+        }
+        struct log_line l;
+        bool ok = *p == 'D';
+        log_begin(&l, ok ? MW_LOG_INFO : MW_LOG_WARN, ok ? "delivered" : "delivery_failed");
+        log_str(&l, "queue", j->p->id);
+        log_mem(&l, "rcpt", f[1], len[1]);
+        log_mem(&l, ok ? "path" : "error", f[2], len[2]);
+        log_end(&l);
+        p = nl + 1;
+    }
+}
+
+static void deliver_done(void *arg)
+{
+    struct deliver_job *j = arg;
+    struct delivery *d = j->d;
+    struct pending *p = j->p;
+    d->in_flight--;
+
+    if (j->read_error == -ENOENT) {
+        xfree(p);  /* already delivered and removed */
+    } else if (j->read_error < 0) {
+        log_kv(MW_LOG_ERROR, "queue_corrupt", "queue", p->id, "error", strerror(-j->read_error),
+               "action", "moved to queue/corrupt", NULL);
+        queue_quarantine(&d->srv->queue, p->id);
+        xfree(p);
+    } else {
+        log_results(j);
+        if (j->nfailed == 0) {
+            xfree(p);
+        } else {
+            p->attempts++;
+            if (d->stopped)
+                xfree(p);
+            else
+                schedule_retry(d, p);
+        }
+    }
+    buf_free(&j->log);
+    xfree(j->mail_dir);
+    xfree(j->hostname);
+    xfree(j);
+    run_next(d);
+    server_maybe_exit(d->srv);
+}
+
+static void run_next(struct delivery *d)
+{
+    while (!d->stopped && d->head && d->in_flight < d->max_in_flight) {
+        struct pending *p = d->head;
+        d->head = p->next;
+        if (d->head == NULL)
+            d->tail = NULL;
+        struct deliver_job *j = xcalloc(1, sizeof(*j));
+        j->d = d;
+        j->p = p;
+        j->mail_dir = xstrdup(d->srv->mail_dir);
+        j->hostname = xstrdup(d->srv->conf->hostname);
+        d->in_flight++;
+        worker_submit(d->srv->deliver_pool, deliver_work, deliver_done, j);
+    }
+}
+
+unsigned delivery_in_flight(const struct delivery *d)
+{
+    return d->in_flight;
+}
+
+void delivery_stop(struct delivery *d)
+{
+    d->stopped = true;
+}
+
+void delivery_free(struct delivery *d)
+{
+    if (d == NULL)
+        return;
+    while (d->head) {
+        struct pending *p = d->head;
+        d->head = p->next;
+        xfree(p);
+    }
+    while (d->retries) {
+        struct retry *r = d->retries;
+        d->retries = r->next;
+        event_free(r->ev);
+        xfree(r->p);
+        xfree(r);
+    }
+    xfree(d);
+}

@@ -1,0 +1,134 @@
+/*
+ * receive.c - from a complete SMTP transaction to a durable queue file.
+ *
+ * On the loop: take the envelope, build the Received header (RFC 5321
+ * 4.4), pick a queue id. On a worker: queue_commit() (fsync'd file and
+ * directory). Back on the loop: only now answer 250 with the queue id, and
+ * hand the message to delivery. The session holds the body untouched while
+ * it waits, so the worker reads it in place.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/worker.h"
+#include "core/xmalloc.h"
+#include "net/conn.h"
+
+struct commit_job {
+    struct conn *c;
+    struct server *srv;
+    char id[ID_LEN + 1];
+    struct buf received;
+    char **rcpts;
+    size_t nrcpt;
+    char *from;
+    time_t arrival;
+    const struct buf *body;
+    int result;
+};
+
+static void rfc5322_date(char *out, size_t n, time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+static void build_received(struct commit_job *j, struct conn *c, const struct smtp_txn *t)
+{
+    char date[64];
+    rfc5322_date(date, sizeof(date), j->arrival);
+    struct buf *b = &j->received;
+    buf_printf(b, "Received: from %s (%s)\r\n\tby %s (mailwarden) with %s id %s",
+               smtp_session_helo(c->sess), c->literal, c->conf->hostname,
+               smtp_session_protocol(c->sess), j->id);
+    if (t->nrcpt == 1)
+        buf_printf(b, "\r\n\tfor <%s>", j->rcpts[0]);
+    buf_printf(b, "; %s\r\n", date);
+}
+
+static void commit_work(void *arg)
+{
+    struct commit_job *j = arg;
+    const char *const *rcpts = (const char *const *)j->rcpts;
+    struct queue_env env = { .from = j->from, .rcpts = rcpts, .nrcpt = j->nrcpt,
+                             .arrival = j->arrival };
+    struct iovec iov[2] = {
+        { .iov_base = j->received.data, .iov_len = buf_size(&j->received) },
+        { .iov_base = (void *)buf_ptr(j->body), .iov_len = buf_size(j->body) },
+    };
+    j->result = queue_commit(&j->srv->queue, j->id, &env, iov, 2);
+}
+
+static void commit_done(void *arg)
+{
+    struct commit_job *j = arg;
+    struct conn *c = j->c;
+    struct log_line l;
+
+    if (j->result == 0) {
+        log_begin(&l, MW_LOG_INFO, "queued");
+        log_str(&l, "session", c->id);
+        log_str(&l, "queue", j->id);
+        log_str(&l, "from", j->from);
+        log_u64(&l, "nrcpt", j->nrcpt);
+        log_u64(&l, "size", buf_size(j->body));
+        log_end(&l);
+        c->messages++;
+        if (!c->dead) {
+            char text[64];
+            snprintf(text, sizeof(text), "Ok: queued as %s", j->id);
+            smtp_session_answer(c->sess, 250, "2.0.0", text);
+        }
+        delivery_enqueue(j->srv->delivery, j->id);
+    } else {
+        log_begin(&l, MW_LOG_ERROR, "queue_error");
+        log_str(&l, "session", c->id);
+        log_str(&l, "queue", j->id);
+        log_str(&l, "error", strerror(-j->result));
+        log_end(&l);
+        if (!c->dead)
+            smtp_session_answer(c->sess, 451, "4.3.0", "Error: queue file write error, try again later");
+    }
+    buf_free(&j->received);
+    for (size_t i = 0; i < j->nrcpt; i++)
+        xfree(j->rcpts[i]);
+    xfree(j->rcpts);
+    xfree(j->from);
+    xfree(j);
+    conn_pump(c);
+    conn_job_done(c);
+}
+
+void receive_message(struct conn *c)
+{
+    const struct smtp_txn *t = smtp_session_txn(c->sess);
+    struct commit_job *j = xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->srv = c->srv;
+    j->arrival = time(NULL);
+    j->body = &t->body;
+    j->from = xstrdup(t->from.text);
+    j->nrcpt = t->nrcpt;
+    j->rcpts = xcalloc(t->nrcpt, sizeof(char *));
+    for (size_t i = 0; i < t->nrcpt; i++) {
+        const struct mail_addr *r = &t->rcpts[i];
+        if (r->domain[0] == '\0') {
+            /* Bare <Postmaster> is the postmaster of our first domain. */
+            struct buf pm;
+            buf_init(&pm);
+            buf_printf(&pm, "%s@%s", r->text,
+                       c->conf->nlocal ? c->conf->local_domains[0] : c->conf->hostname);
+            j->rcpts[i] = pm.data;
+        } else {
+            j->rcpts[i] = xstrdup(r->text);
+        }
+    }
+    id_new(j->id);
+    build_received(j, c, t);
+    c->job_pending = true;
+    worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
+}

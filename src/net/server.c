@@ -1,0 +1,268 @@
+/*
+ * server.c - start-up, listeners, signals, reload and orderly shutdown.
+ */
+#include "net/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "core/xmalloc.h"
+#include "net/conn.h"
+
+struct listener_ctx {
+    struct server *srv;
+    char *name;
+};
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct listener_ctx *lc = arg;
+    evutil_make_socket_closeonexec(fd);
+    conn_accept(lc->srv, fd, sa, salen, lc->name);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    log_kv(MW_LOG_ERROR, "accept_error", "error", evutil_socket_error_to_string(e), NULL);
+}
+
+static int open_listener(struct server *srv, const struct mw_listen *ml)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ml->address, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)ml->port);
+        len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, ml->address, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)ml->port);
+        len = sizeof(*in6);
+    } else {
+        log_kv(MW_LOG_ERROR, "listen_error", "listener", ml->name, "address", ml->address,
+               "error", "not an IP address", NULL);
+        return -1;
+    }
+    struct listener_ctx *lc = xcalloc(1, sizeof(*lc));
+    lc->srv = srv;
+    lc->name = xstrdup(ml->name);
+    struct evconnlistener *l = evconnlistener_new_bind(
+        srv->base, accept_cb, lc,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 511,
+        (struct sockaddr *)&ss, (int)len);
+    if (l == NULL) {
+        char port[16];
+        snprintf(port, sizeof(port), "%u", ml->port);
+        log_kv(MW_LOG_ERROR, "listen_error", "listener", ml->name, "address", ml->address,
+               "port", port, "error", strerror(errno), NULL);
+        xfree(lc->name);
+        xfree(lc);
+        return -1;
+    }
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    srv->listeners = xreallocarray(srv->listeners, srv->nlisteners + 1, sizeof(*srv->listeners));
+    srv->listener_ctx = xreallocarray(srv->listener_ctx, srv->nlisteners + 1,
+                                      sizeof(*srv->listener_ctx));
+    srv->listener_ctx[srv->nlisteners] = lc;
+    srv->listeners[srv->nlisteners++] = l;
+    char port[16];
+    snprintf(port, sizeof(port), "%u", ml->port);
+    log_kv(MW_LOG_INFO, "listening", "listener", ml->name, "address", ml->address, "port", port,
+           NULL);
+    return 0;
+}
+
+static void close_listeners(struct server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        evconnlistener_free(srv->listeners[i]);
+        xfree(srv->listener_ctx[i]->name);
+        xfree(srv->listener_ctx[i]);
+    }
+    xfree(srv->listeners);
+    xfree(srv->listener_ctx);
+    srv->listeners = NULL;
+    srv->listener_ctx = NULL;
+    srv->nlisteners = 0;
+}
+
+void server_maybe_exit(struct server *srv)
+{
+    if (!srv->stopping)
+        return;
+    if (srv->nconns == 0 && worker_pool_busy(srv->commit_pool) == 0 &&
+        delivery_in_flight(srv->delivery) == 0)
+        event_base_loopbreak(srv->base);
+}
+
+static void stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    log_kv(MW_LOG_INFO, "shutdown", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+    close_listeners(srv);
+    delivery_stop(srv->delivery);
+    conn_shutdown_all(srv);
+    server_maybe_exit(srv);
+}
+
+static bool listeners_equal(const struct mw_config *a, const struct mw_config *b)
+{
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (size_t i = 0; i < a->nlisten; i++)
+        if (strcmp(a->listens[i].name, b->listens[i].name) ||
+            strcmp(a->listens[i].address, b->listens[i].address) ||
+            a->listens[i].port != b->listens[i].port)
+            return false;
+    return true;
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *srv = arg;
+    struct mw_config *nc = NULL;
+    struct buf err;
+    buf_init(&err);
+    if (conf_load(srv->conf_path, &nc, &err) < 0) {
+        /* Keep the running configuration; say exactly why. */
+        if (buf_size(&err) && err.data[err.len - 1] == '\n')
+            err.data[--err.len] = '\0';
+        log_kv(MW_LOG_ERROR, "reload", "result", "rejected", "file",
+               srv->conf_path ? srv->conf_path : "(default)", "error", buf_ptr(&err), NULL);
+        buf_free(&err);
+        return;
+    }
+    buf_free(&err);
+    if (!listeners_equal(srv->conf, nc))
+        log_kv(MW_LOG_WARN, "reload", "note", "listener changes take effect after a restart",
+               NULL);
+    if (srv->data_dir_arg == NULL && strcmp(nc->data_dir, srv->conf->data_dir) != 0)
+        log_kv(MW_LOG_WARN, "reload", "note", "data_dir changes take effect after a restart",
+               NULL);
+    conf_unref(srv->conf);
+    srv->conf = nc;
+    log_kv(MW_LOG_INFO, "reload", "result", "ok", "file",
+           srv->conf_path ? srv->conf_path : "(default)", NULL);
+}
+
+static void pool_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker_pool_complete(arg);
+}
+
+static int server_start(struct server *srv)
+{
+    srv->data_dir = xstrdup(srv->data_dir_arg ? srv->data_dir_arg : srv->conf->data_dir);
+    struct buf md;
+    buf_init(&md);
+    buf_printf(&md, "%s/mail", srv->data_dir);
+    srv->mail_dir = md.data;
+    int r;
+    if ((r = fs_mkdirs(srv->data_dir, 0700)) < 0 || (r = fs_mkdirs(srv->mail_dir, 0700)) < 0 ||
+        (r = queue_open(&srv->queue, srv->data_dir)) < 0) {
+        log_kv(MW_LOG_ERROR, "startup", "data_dir", srv->data_dir, "error", strerror(-r), NULL);
+        return -1;
+    }
+
+    evthread_use_pthreads();
+    srv->base = event_base_new();
+    if (srv->base == NULL)
+        return -1;
+    srv->commit_pool = worker_pool_new(srv->conf->workers);
+    srv->deliver_pool = worker_pool_new(srv->conf->workers > 1 ? srv->conf->workers / 2 : 1);
+    srv->commit_ev = event_new(srv->base, worker_pool_fd(srv->commit_pool), EV_READ | EV_PERSIST,
+                               pool_cb, srv->commit_pool);
+    srv->deliver_ev = event_new(srv->base, worker_pool_fd(srv->deliver_pool),
+                                EV_READ | EV_PERSIST, pool_cb, srv->deliver_pool);
+    event_add(srv->commit_ev, NULL);
+    event_add(srv->deliver_ev, NULL);
+
+    srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
+    srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
+    srv->sig_hup = evsignal_new(srv->base, SIGHUP, hup_cb, srv);
+    event_add(srv->sig_term, NULL);
+    event_add(srv->sig_int, NULL);
+    event_add(srv->sig_hup, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (size_t i = 0; i < srv->conf->nlisten; i++)
+        if (open_listener(srv, &srv->conf->listens[i]) < 0)
+            return -1;
+
+    srv->delivery = delivery_new(srv);
+    delivery_load_queue(srv->delivery);
+    log_kv(MW_LOG_INFO, "started", "hostname", srv->conf->hostname, "data_dir", srv->data_dir,
+           "config", srv->conf->source, NULL);
+    return 0;
+}
+
+static void server_cleanup(struct server *srv)
+{
+    close_listeners(srv);
+    /* Joining the pools runs any last completions; delivery must exist. */
+    worker_pool_free(srv->commit_pool);
+    worker_pool_free(srv->deliver_pool);
+    delivery_free(srv->delivery);
+    if (srv->commit_ev)
+        event_free(srv->commit_ev);
+    if (srv->deliver_ev)
+        event_free(srv->deliver_ev);
+    if (srv->sig_term)
+        event_free(srv->sig_term);
+    if (srv->sig_int)
+        event_free(srv->sig_int);
+    if (srv->sig_hup)
+        event_free(srv->sig_hup);
+    if (srv->base)
+        event_base_free(srv->base);
+    queue_close(&srv->queue);
+    conf_unref(srv->conf);
+    xfree(srv->data_dir);
+    xfree(srv->mail_dir);
+}
+
+int server_run(const char *conf_path, const char *data_dir)
+{
+    struct server srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.conf_path = conf_path;
+    srv.data_dir_arg = data_dir;
+
+    struct buf err;
+    buf_init(&err);
+    if (conf_load(conf_path, &srv.conf, &err) < 0) {
+        fputs(buf_ptr(&err), stderr);
+        buf_free(&err);
+        return -1;
+    }
+    buf_free(&err);
+
+    int r = server_start(&srv);
+    if (r == 0) {
+        event_base_dispatch(srv.base);
+        log_kv(MW_LOG_INFO, "stopped", NULL);
+    }
+    server_cleanup(&srv);
+    return r;
+}

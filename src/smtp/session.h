@@ -1,0 +1,110 @@
+/*
+ * session - the SMTP server session (RFC 5321 with PIPELINING, SIZE,
+ * 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING) as a state machine.
+ *
+ * The session does no I/O. The daemon feeds it the bytes it reads
+ * (smtp_session_feed) and sends whatever appears in its output buffer.
+ * Decisions that belong to the daemon (accept this sender, this recipient,
+ * queue this message) are asked through hooks->ask(); the session then
+ * stops consuming input until smtp_session_answer() supplies the reply,
+ * which may happen inside ask() or later from the event loop. Input that
+ * arrives meanwhile is buffered, so pipelined commands are answered in
+ * order (RFC 2920).
+ *
+ * Line policy: a command line ends with CRLF only. A bare LF or CR, a NUL,
+ * or a line longer than max_line is refused with 500 5.5.2. Message content
+ * goes through data.h (the smuggling defence). Every reply after the
+ * greeting and EHLO/HELO carries an RFC 3463 enhanced status code.
+ *
+ * Trust: every byte fed is untrusted; the params and hooks are trusted.
+ *
+ *   smtp_session_new(params, hooks, ctx)   greeting is queued at once
+ *   smtp_session_feed(s, p, n)             process input
+ *   smtp_session_output(s)                 bytes to send (caller consumes)
+ *   smtp_session_waiting(s)                an ask is outstanding
+ *   smtp_session_closing(s)                send the output, then close
+ *   smtp_session_shutdown(s)               daemon is stopping (421)
+ *   smtp_session_timeout(s)                client was idle too long (421)
+ */
+#ifndef MW_SMTP_SESSION_H
+#define MW_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "msg/addr.h"
+
+enum smtp_state {
+    SMTP_ST_INIT,   /* greeting sent, waiting for HELO/EHLO */
+    SMTP_ST_READY,  /* HELO/EHLO done, no transaction */
+    SMTP_ST_MAIL,   /* MAIL accepted, no recipient yet */
+    SMTP_ST_RCPT,   /* at least one recipient accepted */
+    SMTP_ST_DATA,   /* reading DATA content */
+    SMTP_ST_BDAT,   /* reading a BDAT chunk */
+    SMTP_ST_CLOSED, /* 221 or 421 queued; input is ignored */
+};
+#define SMTP_NSTATES 7
+
+enum smtp_ask {
+    SMTP_ASK_MAIL,    /* txn.from is set */
+    SMTP_ASK_RCPT,    /* smtp_session_pending_rcpt() */
+    SMTP_ASK_MESSAGE, /* txn complete, body in txn.body: answer 250 once durable */
+};
+
+enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
+
+struct smtp_txn {
+    struct mail_addr from;
+    struct mail_addr *rcpts;
+    size_t nrcpt;
+    uint64_t declared_size;   /* SIZE=, 0 if absent */
+    enum smtp_body body_type;
+    bool smtputf8;
+    bool bdat;                /* content comes by BDAT */
+    struct buf body;          /* message content as received, CRLF lines */
+};
+
+struct smtp_params {
+    const char *hostname;
+    const char *session_id;   /* for log lines */
+    size_t max_line;          /* command line incl. CRLF */
+    uint64_t max_message;     /* bytes of content */
+    unsigned max_rcpt;
+    unsigned max_errors;
+};
+
+struct smtp_session;
+
+struct smtp_hooks {
+    void (*ask)(void *ctx, struct smtp_session *s, enum smtp_ask what);
+};
+
+struct smtp_session *smtp_session_new(const struct smtp_params *p, const struct smtp_hooks *h,
+                                      void *ctx);
+void smtp_session_free(struct smtp_session *s);
+
+void smtp_session_feed(struct smtp_session *s, const void *p, size_t n);
+struct buf *smtp_session_output(struct smtp_session *s);
+
+/* Answer the outstanding ask. code is the SMTP reply code (2xx accepts),
+ * enh the enhanced status code ("2.1.0"), text the reply text. */
+void smtp_session_answer(struct smtp_session *s, int code, const char *enh, const char *text);
+
+void smtp_session_shutdown(struct smtp_session *s);
+void smtp_session_timeout(struct smtp_session *s);
+
+bool smtp_session_waiting(const struct smtp_session *s);
+bool smtp_session_closing(const struct smtp_session *s);
+enum smtp_state smtp_session_state(const struct smtp_session *s);
+const struct smtp_txn *smtp_session_txn(const struct smtp_session *s);
+const struct mail_addr *smtp_session_pending_rcpt(const struct smtp_session *s);
+const char *smtp_session_helo(const struct smtp_session *s);
+/* Protocol for the Received header "with" clause: SMTP, ESMTP, UTF8SMTP. */
+const char *smtp_session_protocol(const struct smtp_session *s);
+/* Bytes buffered but not yet processed (for flow control). */
+size_t smtp_session_backlog(const struct smtp_session *s);
+const char *smtp_state_name(enum smtp_state st);
+
+#endif
