@@ -87,7 +87,9 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
         r = -errno;
     if (close(fd) < 0 && r == 0)
         r = -errno;
-    if (r == 0 && rename(tmppath, destpath) < 0)
+    /* Never replace an existing file: a name collision must fail, not
+     * overwrite a message that is already safe. */
+    if (r == 0 && renameat2(AT_FDCWD, tmppath, AT_FDCWD, destpath, RENAME_NOREPLACE) < 0)
         r = -errno;
     if (r < 0) {
         unlink(tmppath);

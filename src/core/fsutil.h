@@ -3,7 +3,8 @@
  *
  * fs_commit_file() is the one way mailwarden makes a file durable
  * (STYLE 11): create tmpdir/name exclusively, write every byte, fsync the
- * file, rename it to destdir/name, fsync destdir. When it returns 0 the
+ * file, rename it to destdir/name (never replacing an existing file:
+ * -EEXIST), fsync destdir. When it returns 0 the
  * file and its directory entry survive a crash; on any failure the
  * temporary file is removed and -errno is returned. Callers that need a
  * completeness marker put it in the data they pass.

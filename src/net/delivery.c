@@ -47,7 +47,9 @@ struct deliver_job {
     char *mail_dir, *hostname;
     /* results */
     int read_error;
+    char session[ID_LEN + 1];
     size_t nrcpt, ndelivered, nfailed;
+    bool *was_done;   /* recipients done before this attempt */
     struct buf log;   /* per-recipient log lines, written on the loop */
 };
 
@@ -108,6 +110,9 @@ static void deliver_work(void *arg)
     if (j->read_error < 0)
         return;
     j->nrcpt = m.nrcpt;
+    memcpy(j->session, m.session, sizeof(j->session));
+    j->was_done = xcalloc(m.nrcpt, sizeof(bool));
+    memcpy(j->was_done, m.done, m.nrcpt * sizeof(bool));
     for (size_t i = 0; i < m.nrcpt; i++) {
         if (m.done[i]) {
             j->ndelivered++;
@@ -138,7 +143,7 @@ static void deliver_work(void *arg)
         };
         r = maildir_deliver(j->mail_dir, j->hostname, &mm, &path);
         if (r == 0) {
-            queue_mark_done(q, m.id, i);
+            m.done[i] = true;
             j->ndelivered++;
             buf_printf(&j->log, "D%zu\t%s\t%s\n", i, a.text, buf_ptr(&path));
         } else {
@@ -148,8 +153,17 @@ static void deliver_work(void *arg)
         addr_free(&a);
         buf_free(&path);
     }
-    if (j->nfailed == 0)
+    if (j->nfailed == 0) {
         queue_remove(q, m.id);
+    } else {
+        /* Remember who has their copy, so a retry does not deliver twice.
+         * Recorded only when needed: a crash before this point can give a
+         * duplicate, which the durability contract allows. */
+        for (size_t i = 0; i < m.nrcpt; i++)
+            if (m.done[i] && !j->was_done[i])
+                queue_mark_done(q, m.id, i);
+    }
+    xfree(j->was_done);
     queue_msg_free(&m);
 }
 
@@ -219,6 +233,8 @@ static void log_results(struct deliver_job *j)
         bool ok = *p == 'D';
         log_begin(&l, ok ? MW_LOG_INFO : MW_LOG_WARN, ok ? "delivered" : "delivery_failed");
         log_str(&l, "queue", j->p->id);
+        if (j->session[0])
+            log_str(&l, "session", j->session);
         log_mem(&l, "rcpt", f[1], len[1]);
         log_mem(&l, ok ? "path" : "error", f[2], len[2]);
         log_end(&l);

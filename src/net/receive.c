@@ -54,7 +54,7 @@ static void commit_work(void *arg)
 {
     struct commit_job *j = arg;
     const char *const *rcpts = (const char *const *)j->rcpts;
-    struct queue_env env = { .from = j->from, .rcpts = rcpts, .nrcpt = j->nrcpt,
+    struct queue_env env = { .session = j->c->id, .from = j->from, .rcpts = rcpts, .nrcpt = j->nrcpt,
                              .arrival = j->arrival };
     struct iovec iov[2] = {
         { .iov_base = j->received.data, .iov_len = buf_size(&j->received) },

@@ -68,8 +68,8 @@ int queue_commit(const struct queue *q, const char *id, const struct queue_env *
     if (msgcnt < 0 || msgcnt > QUEUE_MAX_IOV)
         return -EINVAL;
     buf_init(&head);
-    buf_printf(&head, QUEUE_MAGIC "id %s\ntime %lld\nfrom %s\n", id, (long long)env->arrival,
-               env->from);
+    buf_printf(&head, QUEUE_MAGIC "id %s\nsession %s\ntime %lld\nfrom %s\n", id, env->session,
+               (long long)env->arrival, env->from);
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&head, "rcpt %s\n", env->rcpts[i]);
     buf_printf(&head, "size %zu\n\n", total);
@@ -117,6 +117,11 @@ static int parse_file(struct queue_msg *m)
             if (len - 3 != ID_LEN || memcmp(line + 3, m->id, ID_LEN) != 0)
                 return -EBADMSG;
             have_id = true;
+        } else if (len > 8 && memcmp(line, "session ", 8) == 0) {
+            if (!id_valid(line + 8, len - 8))
+                return -EBADMSG;
+            memcpy(m->session, line + 8, ID_LEN);
+            m->session[ID_LEN] = '\0';
         } else if (len > 5 && memcmp(line, "time ", 5) == 0) {
             if (str_to_u64(line + 5, len - 5, INT64_MAX, &v) < 0)
                 return -EBADMSG;

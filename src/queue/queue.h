@@ -9,7 +9,7 @@
  * file as untrusted: a malformed file is reported, never guessed at.
  *
  * Format (text header, then the exact message bytes):
- *   MWQ 1\n  id <ID>\n  time <unix>\n  from <addr>\n  rcpt <addr>\n...
+ *   MWQ 1\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n  rcpt <addr>\n...
  *   size <n>\n  \n  <n bytes>  \nMWQ END\n
  *
  * Recipients already delivered are appended to a side file <ID>.done, one
@@ -37,6 +37,7 @@ struct queue {
 };
 
 struct queue_env {
+    const char *session;    /* SMTP session id, for log lines */
     const char *from;       /* "" for the null sender */
     const char *const *rcpts;
     size_t nrcpt;
@@ -45,6 +46,7 @@ struct queue_env {
 
 struct queue_msg {
     char id[ID_LEN + 1];
+    char session[ID_LEN + 1];
     time_t arrival;
     char *from;
     char **rcpts;

@@ -1,0 +1,126 @@
+/*
+ * Configuration loading: defaults, every key's validation, and errors that
+ * name the file and line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+
+static char path[64];
+
+static void write_conf(const char *text)
+{
+    snprintf(path, sizeof(path), "/tmp/mwconf.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void test_default(void **state)
+{
+    struct mw_config *c = NULL;
+    struct buf err;
+    buf_init(&err);
+    assert_int_equal(conf_load(NULL, &c, &err), 0);
+    assert_int_equal(c->nlisten, 1);
+    assert_string_equal(c->listens[0].address, "127.0.0.1");
+    assert_int_equal(c->listens[0].port, 2525);
+    assert_string_equal(c->data_dir, "./var");
+    assert_true(conf_is_local_domain(c, "localhost"));
+    assert_true(conf_is_local_domain(c, "LocalHost"));
+    assert_false(conf_is_local_domain(c, "example.org"));
+    assert_true(c->max_recipients >= 100);
+    conf_unref(c);
+    buf_free(&err);
+}
+
+static void test_full_file(void **state)
+{
+    write_conf("# comment\n"
+               "hostname = \"MX.Example.org\"\n"
+               "data_dir = \"/srv/mw\"\n"
+               "local_domains = { \"example.org\", \"Example.NET\" }\n"
+               "max_message_size = 1048576\n"
+               "max_recipients = 250\n"
+               "listen smtp { address = \"::1\" port = 2626 }\n"
+               "listen other { port = 2727 }\n");
+    struct mw_config *c = NULL;
+    struct buf err;
+    buf_init(&err);
+    assert_int_equal(conf_load(path, &c, &err), 0);
+    assert_string_equal(c->hostname, "mx.example.org");
+    assert_true(conf_is_local_domain(c, "example.net"));
+    assert_false(conf_is_local_domain(c, "localhost"));
+    assert_int_equal(c->max_message_size, 1048576);
+    assert_int_equal(c->max_recipients, 250);
+    assert_int_equal(c->nlisten, 2);
+    assert_string_equal(c->listens[0].address, "::1");
+    assert_string_equal(c->listens[1].name, "other");
+    assert_int_equal(c->listens[1].port, 2727);
+    conf_unref(c);
+    buf_free(&err);
+    unlink(path);
+}
+
+static void test_errors(void **state)
+{
+    static const struct { const char *text, *expect; } cases[] = {
+        { "listen smtp { port = 25 }\nbogus = 1\n", ":2: no such option 'bogus'" },
+        { "\n\nmax_errors = 0\nlisten smtp { port = 25 }\n", ":3: max_errors = 0 is out of range" },
+        { "listen smtp {\n  port = 70000\n}\n", ":2: port = 70000 is out of range" },
+        { "listen smtp {\n  address = \"example.org\"\n}\n", ":2: address: \"example.org\" is not an IPv4" },
+        { "local_domains = { \"bad domain\" }\nlisten s { port = 25 }\n", ":1: local_domains: \"bad domain\"" },
+        { "max_recipients = 99\nlisten s { port = 25 }\n", ":1: max_recipients = 99 is out of range" },
+        { "max_line_length = 100\nlisten s { port = 25 }\n", ":1: max_line_length = 100" },
+        { "hostname = \"-x\"\nlisten s { port = 25 }\n", ":1: hostname: \"-x\"" },
+        { "retry_min = 10\nretry_max = 5\nlisten s { port = 25 }\n", "retry_max (5) is below retry_min (10)" },
+        { "local_domains = { \"a.example\" }\n", "no listen section" },
+        { "listen a { port = 25 }\nlisten a { port = 26 }\n", ":2:" },
+        { "max_errors = \"x\"\nlisten s { port = 25 }\n", ":1:" },
+        { "listen s {\n port = \n}\n", ":3:" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_conf(cases[i].text);
+        struct mw_config *c = NULL;
+        struct buf err;
+        buf_init(&err);
+        int r = conf_load(path, &c, &err);
+        if (r == 0 || strstr(buf_ptr(&err), cases[i].expect) == NULL ||
+            strncmp(buf_ptr(&err), path, strlen(path)) != 0)
+            fail_msg("case %zu: r=%d err=<%s> expected <%s>", i, r, buf_ptr(&err), cases[i].expect);
+        assert_null(c);
+        buf_free(&err);
+        unlink(path);
+    }
+}
+
+static void test_missing_file(void **state)
+{
+    struct mw_config *c = NULL;
+    struct buf err;
+    buf_init(&err);
+    assert_int_equal(conf_load("/nonexistent/mw.conf", &c, &err), -1);
+    assert_non_null(strstr(buf_ptr(&err), "/nonexistent/mw.conf:0: cannot read file"));
+    buf_free(&err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default),
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
