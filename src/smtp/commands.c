@@ -47,7 +47,8 @@ static bool helo_arg_ok(const char *a, size_t n)
     return true;
 }
 
-static void do_helo_common(struct smtp_session *s, const char *args, size_t n, bool esmtp)
+/* Returns false after refusing the argument (the only reply sent). */
+static bool do_helo_common(struct smtp_session *s, const char *args, size_t n, bool esmtp)
 {
     /* Some clients add text after the name; the name is the first token. */
     size_t tok = 0;
@@ -56,26 +57,25 @@ static void do_helo_common(struct smtp_session *s, const char *args, size_t n, b
     if (!helo_arg_ok(args, tok)) {
         smtp_log_reject(s, esmtp ? "EHLO" : "HELO", 501, "bad hostname");
         smtp_reply(s, 501, "5.5.4", "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        return;
+        return false;
     }
     smtp_txn_reset(s);
     xfree(s->helo);
     s->helo = xmemdup0(args, tok);
     s->esmtp = esmtp;
     smtp_enter_state(s, SMTP_ST_READY);
+    return true;
 }
 
 static void cmd_helo(struct smtp_session *s, const char *args, size_t n)
 {
-    do_helo_common(s, args, n, false);
-    if (s->st == SMTP_ST_READY && !s->esmtp)
+    if (do_helo_common(s, args, n, false))
         buf_printf(&s->out, "250 %s\r\n", s->p.hostname);
 }
 
 static void cmd_ehlo(struct smtp_session *s, const char *args, size_t n)
 {
-    do_helo_common(s, args, n, true);
-    if (s->st != SMTP_ST_READY || !s->esmtp)
+    if (!do_helo_common(s, args, n, true))
         return;
     buf_printf(&s->out,
                "250-%s\r\n"

@@ -11,8 +11,9 @@
  * arrives meanwhile is buffered, so pipelined commands are answered in
  * order (RFC 2920).
  *
- * Line policy: a command line ends with CRLF only. A bare LF or CR, a NUL,
- * or a line longer than max_line is refused with 500 5.5.2. Message content
+ * Line policy: a command line must end with CRLF. A line ended by a bare
+ * LF, or holding a CR or NUL, or longer than max_line, is refused whole
+ * with 500 5.5.2 and never executed. Message content
  * goes through data.h (the smuggling defence). Every reply after the
  * greeting and EHLO/HELO carries an RFC 3463 enhanced status code.
  *
