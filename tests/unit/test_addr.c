@@ -766,8 +766,8 @@ static void test_isemail_suite(void **state)
         const char *tend = find(q, end, "</test>");
         assert_non_null(tend);
 
-        const char *av, *cv, *dv;
-        size_t an, cn, dn;
+        const char *av = NULL, *cv = NULL, *dv = NULL;
+        size_t an = 0, cn = 0, dn = 0;
         if (!element(q, tend, "address", &av, &an) || !element(q, tend, "category", &cv, &cn) ||
             !element(q, tend, "diagnosis", &dv, &dn))
             fail_msg("is_email test %s: missing address/category/diagnosis", id);
