@@ -19,7 +19,33 @@ static const char default_text[] =
     "listen smtp {\n"
     "    address = \"127.0.0.1\"\n"
     "    port = 2525\n"
+    "    tls = \"starttls\"\n"
+    "}\n"
+    "listen submission {\n"
+    "    address = \"127.0.0.1\"\n"
+    "    port = 5870\n"
+    "    tls = \"starttls-required\"\n"
+    "}\n"
+    "listen submissions {\n"
+    "    address = \"127.0.0.1\"\n"
+    "    port = 4650\n"
+    "    tls = \"implicit\"\n"
     "}\n";
+
+static const char *const tls_mode_names[] = { "none", "starttls", "starttls-required", "implicit" };
+
+const char *conf_tls_mode_name(enum mw_tls_mode m)
+{
+    return (unsigned)m < 4 ? tls_mode_names[m] : "?";
+}
+
+static int tls_mode_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, tls_mode_names[i]) == 0)
+            return i;
+    return -1;
+}
 
 const char *conf_default_text(void)
 {
@@ -116,9 +142,54 @@ static int v_address(cfg_t *cfg, cfg_opt_t *opt)
     return 0;
 }
 
+static int v_tls_mode(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *m = cfg_opt_getnstr(opt, 0);
+    if (m == NULL || tls_mode_parse(m) < 0) {
+        cfg_error(cfg, "tls = \"%s\": expected none, starttls, starttls-required or implicit",
+                  m ? m : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int v_files(cfg_t *cfg, cfg_opt_t *opt)
+{
+    if (cfg_opt_size(opt) == 0) {
+        cfg_error(cfg, "%s must name at least one file", cfg_opt_name(opt));
+        return -1;
+    }
+    return v_nonempty(cfg, opt);
+}
+
+/* A certificate section: the lists pair up by index. */
+static int v_cert_section(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        cfg_t *sec = cfg_opt_getnsec(opt, i);
+        if (cfg_size(sec, "cert_file") != cfg_size(sec, "key_file")) {
+            cfg_error(cfg, "certificate %s: cert_file has %u entries but key_file has %u",
+                      cfg_title(sec), cfg_size(sec, "cert_file"), cfg_size(sec, "key_file"));
+            return -1;
+        }
+        if (cfg_size(sec, "cert_file") == 0) {
+            cfg_error(cfg, "certificate %s: cert_file and key_file are required", cfg_title(sec));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static cfg_opt_t listen_opts[] = {
     CFG_STR("address", "127.0.0.1", CFGF_NONE),
     CFG_INT("port", 25, CFGF_NONE),
+    CFG_STR("tls", "starttls", CFGF_NONE),
+    CFG_END(),
+};
+
+static cfg_opt_t cert_opts[] = {
+    CFG_STR_LIST("cert_file", NULL, CFGF_NONE),
+    CFG_STR_LIST("key_file", NULL, CFGF_NONE),
     CFG_END(),
 };
 
@@ -138,6 +209,7 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("retry_max", 3600, CFGF_NONE),
     CFG_INT("workers", 4, CFGF_NONE),
     CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+    CFG_SEC("certificate", cert_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_END(),
 };
 
@@ -158,6 +230,10 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "data_dir", v_nonempty);
     cfg_set_validate_func(cfg, "listen|port", v_port);
     cfg_set_validate_func(cfg, "listen|address", v_address);
+    cfg_set_validate_func(cfg, "listen|tls", v_tls_mode);
+    cfg_set_validate_func(cfg, "certificate|cert_file", v_files);
+    cfg_set_validate_func(cfg, "certificate|key_file", v_files);
+    cfg_set_validate_func(cfg, "certificate", v_cert_section);
 }
 
 static char *default_hostname(void)
@@ -202,6 +278,21 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
         c->listens[i].name = xstrdup(cfg_title(l));
         c->listens[i].address = xstrdup(cfg_getstr(l, "address"));
         c->listens[i].port = (unsigned)cfg_getint(l, "port");
+        c->listens[i].tls = (enum mw_tls_mode)tls_mode_parse(cfg_getstr(l, "tls"));
+    }
+    c->ncert = cfg_size(cfg, "certificate");
+    c->certs = xcalloc(c->ncert ? c->ncert : 1, sizeof(*c->certs));
+    for (size_t i = 0; i < c->ncert; i++) {
+        cfg_t *sec = cfg_getnsec(cfg, "certificate", (unsigned)i);
+        struct mw_cert *mc = &c->certs[i];
+        mc->name = xstrdup(cfg_title(sec));
+        mc->npairs = cfg_size(sec, "cert_file");
+        mc->cert_files = xcalloc(mc->npairs, sizeof(char *));
+        mc->key_files = xcalloc(mc->npairs, sizeof(char *));
+        for (size_t k = 0; k < mc->npairs; k++) {
+            mc->cert_files[k] = xstrdup(cfg_getnstr(sec, "cert_file", (unsigned)k));
+            mc->key_files[k] = xstrdup(cfg_getnstr(sec, "key_file", (unsigned)k));
+        }
     }
 }
 
@@ -272,6 +363,16 @@ void conf_unref(struct mw_config *c)
         xfree(c->listens[i].address);
     }
     xfree(c->listens);
+    for (size_t i = 0; i < c->ncert; i++) {
+        for (size_t k = 0; k < c->certs[i].npairs; k++) {
+            xfree(c->certs[i].cert_files[k]);
+            xfree(c->certs[i].key_files[k]);
+        }
+        xfree(c->certs[i].cert_files);
+        xfree(c->certs[i].key_files);
+        xfree(c->certs[i].name);
+    }
+    xfree(c->certs);
     xfree(c);
 }
 

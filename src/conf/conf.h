@@ -20,10 +20,27 @@
 
 #include "core/buf.h"
 
+enum mw_tls_mode {
+    MW_TLS_NONE,              /* plaintext only */
+    MW_TLS_STARTTLS,          /* offered, not required (port 25) */
+    MW_TLS_STARTTLS_REQUIRED, /* required before mail commands (submission) */
+    MW_TLS_IMPLICIT,          /* TLS from the first byte (RFC 8314) */
+};
+
 struct mw_listen {
     char *name;
     char *address;
     unsigned port;
+    enum mw_tls_mode tls;
+};
+
+/* One certificate section: one or more cert/key pairs (e.g. RSA and ECDSA)
+ * served for the names their certificates carry. */
+struct mw_cert {
+    char *name;
+    char **cert_files;
+    char **key_files;
+    size_t npairs;
 };
 
 struct mw_config {
@@ -46,6 +63,8 @@ struct mw_config {
     unsigned workers;
     struct mw_listen *listens;
     size_t nlisten;
+    struct mw_cert *certs;    /* first is the default; none: self-signed */
+    size_t ncert;
 };
 
 /* path NULL: the embedded default. */
@@ -54,5 +73,6 @@ struct mw_config *conf_ref(struct mw_config *c);
 void conf_unref(struct mw_config *c);
 bool conf_is_local_domain(const struct mw_config *c, const char *domain);
 const char *conf_default_text(void);
+const char *conf_tls_mode_name(enum mw_tls_mode m);
 
 #endif

@@ -10,6 +10,7 @@
 #include "net/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,10 +19,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "tls/tls.h"
 
 #define OUTPUT_HIGH (256 * 1024)  /* stop reading while this much is unsent */
 
@@ -47,6 +52,8 @@ static void conn_free(struct conn *c)
         bufferevent_free(c->bev);
     smtp_session_free(c->sess);
     conf_unref(c->conf);
+    tls_server_unref(c->tls);
+    xfree(c->tls_info);
     xfree(c);
     server_maybe_exit(srv);
 }
@@ -80,10 +87,16 @@ static void set_timeouts(struct conn *c)
     bufferevent_set_timeouts(c->bev, &tv, &tv);
 }
 
+static bool switch_to_tls(struct conn *c);
+
 void conn_pump(struct conn *c)
 {
     if (c->dead || c->bev == NULL)
         return;
+    if (c->tls_switch && !switch_to_tls(c)) {
+        conn_drop(c);
+        return;
+    }
     struct buf *out = smtp_session_output(c->sess);
     if (buf_size(out) > 0) {
         bufferevent_write(c->bev, buf_ptr(out), buf_size(out));
@@ -130,9 +143,62 @@ static void write_cb(struct bufferevent *bev, void *arg)
     conn_pump(arg);
 }
 
+static void tls_failed(struct conn *c, struct bufferevent *bev)
+{
+    struct buf why;
+    buf_init(&why);
+    unsigned long e;
+    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        char text[256];
+        ERR_error_string_n(e, text, sizeof(text));
+        if (buf_size(&why))
+            buf_append_str(&why, "; ");
+        buf_append_str(&why, text);
+    }
+    if (buf_size(&why) == 0)
+        buf_append_str(&why, "connection closed during handshake");
+    log_kv(MW_LOG_WARN, "tls_error", "session", c->id, "client", c->ip, "listener", c->listener,
+           "reason", buf_ptr(&why), NULL);
+    buf_free(&why);
+}
+
+static void tls_ready(struct conn *c, struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct buf info;
+    buf_init(&info);
+    tls_describe(ssl, &info);
+    xfree(c->tls_info);
+    c->tls_info = info.data;
+    int alg_bits = 0;
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "tls");
+    log_str(&l, "session", c->id);
+    log_str(&l, "version", SSL_get_version(ssl));
+    log_str(&l, "cipher", SSL_get_cipher_name(ssl));
+    log_u64(&l, "bits", (uint64_t)SSL_get_cipher_bits(ssl, &alg_bits));
+    log_str(&l, "sni", sni);
+    log_str(&l, "resumed", SSL_session_reused(ssl) ? "yes" : "no");
+    log_end(&l);
+    if (smtp_session_waiting(c->sess))
+        smtp_session_tls_started(c->sess);
+    conn_pump(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        tls_ready(c, bev);
+        return;
+    }
+    if (c->tls_mode != MW_TLS_NONE && c->tls_info == NULL &&
+        (what & BEV_EVENT_ERROR || (what & BEV_EVENT_EOF && bufferevent_openssl_get_ssl(bev)))) {
+        tls_failed(c, bev);
+        conn_drop(c);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         if (what & BEV_EVENT_READING) {
             log_kv(MW_LOG_INFO, "timeout", "session", c->id, "client", c->ip, "state",
@@ -151,6 +217,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         conn_drop(c);
 }
+
+static void start_tls(struct conn *c);
 
 static void ask_rcpt(struct conn *c)
 {
@@ -194,10 +262,84 @@ static void ask_cb(void *ctx, struct smtp_session *s, enum smtp_ask what)
     case SMTP_ASK_MESSAGE:
         receive_message(c);
         break;
+    case SMTP_ASK_STARTTLS:
+        start_tls(c);
+        break;
     }
 }
 
 static const struct smtp_hooks conn_hooks = { .ask = ask_cb };
+
+static struct bufferevent *tls_wrap(struct conn *c, int fd)
+{
+    SSL *ssl = c->tls ? tls_server_ssl(c->tls) : NULL;
+    if (ssl == NULL)
+        return NULL;
+    struct bufferevent *b = bufferevent_openssl_socket_new(
+        c->srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (b == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Most clients close without close_notify; that is an EOF, not an attack. */
+    bufferevent_openssl_set_allow_dirty_shutdown(b, 1);
+    bufferevent_setcb(b, read_cb, write_cb, event_cb, c);
+    return b;
+}
+
+static void start_tls(struct conn *c)
+{
+    c->tls_switch = true;
+}
+
+/* STARTTLS accepted: write the 220 (and any reply before it) in the clear
+ * straight to the socket, drop whatever else the client sent, and put the
+ * socket under TLS. The plaintext bufferevent goes away, so no byte read
+ * before the handshake can ever reach the session. */
+static bool switch_to_tls(struct conn *c)
+{
+    c->tls_switch = false;
+    struct bufferevent *plain = c->bev;
+    int fd = (int)bufferevent_getfd(plain);
+    /* The bufferevent's own buffer cannot be drained from outside: copy
+     * what it still holds, add the session's replies, send it all now. */
+    struct evbuffer *out = bufferevent_get_output(plain);
+    struct buf pending;
+    buf_init(&pending);
+    size_t held = evbuffer_get_length(out);
+    buf_reserve(&pending, held);
+    evbuffer_copyout(out, pending.data, held);
+    pending.len = held;
+    struct buf *reply = smtp_session_output(c->sess);
+    buf_append(&pending, buf_ptr(reply), buf_size(reply));
+    buf_reset(reply);
+    const char *p = buf_ptr(&pending);
+    size_t left = buf_size(&pending);
+    while (left > 0) {
+        ssize_t w = send(fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            buf_free(&pending);
+            log_kv(MW_LOG_WARN, "tls_error", "session", c->id, "client", c->ip, "reason",
+                   "cannot send the STARTTLS reply", NULL);
+            return false;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    buf_free(&pending);
+    bufferevent_setfd(plain, -1);
+    bufferevent_free(plain);
+    c->bev = tls_wrap(c, fd);
+    if (c->bev == NULL) {
+        close(fd);
+        log_kv(MW_LOG_ERROR, "tls_error", "session", c->id, "client", c->ip, "reason",
+               "cannot set up TLS", NULL);
+        return false;
+    }
+    return true;
+}
 
 static void refuse(int fd, const char *host, const char *why)
 {
@@ -229,7 +371,7 @@ static void describe_peer(struct conn *c, const struct sockaddr *sa)
 }
 
 void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
-                 const char *listener)
+                 const char *listener, enum mw_tls_mode mode)
 {
     struct conn probe;
     memset(&probe, 0, sizeof(probe));
@@ -262,12 +404,20 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
     c->srv = srv;
     c->conf = conf_ref(conf);
     c->listener = listener;
+    c->tls_mode = srv->tls ? mode : MW_TLS_NONE;
+    c->tls = srv->tls ? tls_server_ref(srv->tls) : NULL;
     c->started = time(NULL);
     id_new(c->id);
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->tls_mode == MW_TLS_IMPLICIT)
+        c->bev = tls_wrap(c, fd);
+    else
+        c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
+        log_kv(MW_LOG_ERROR, "accept_error", "client", c->ip, "reason",
+               "cannot set up the connection", NULL);
         close(fd);
         conf_unref(c->conf);
+        tls_server_unref(c->tls);
         xfree(c);
         return;
     }
@@ -278,6 +428,9 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
         .max_message = conf->max_message_size,
         .max_rcpt = conf->max_recipients,
         .max_errors = conf->max_errors,
+        .starttls = c->tls_mode == MW_TLS_STARTTLS || c->tls_mode == MW_TLS_STARTTLS_REQUIRED,
+        .tls_required = c->tls_mode == MW_TLS_STARTTLS_REQUIRED,
+        .tls_active = c->tls_mode == MW_TLS_IMPLICIT,
     };
     c->sess = smtp_session_new(&p, &conn_hooks, c);
     c->next = srv->conns;
@@ -292,6 +445,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
     log_str(&l, "client", c->ip);
     log_u64(&l, "port", c->port);
     log_str(&l, "listener", listener);
+    log_str(&l, "tls", conf_tls_mode_name(c->tls_mode));
     log_end(&l);
 
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);

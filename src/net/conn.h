@@ -13,6 +13,8 @@
 #include "smtp/session.h"
 
 struct bufferevent;
+struct tls_server;
+typedef struct ssl_st SSL;
 
 struct conn {
     struct server *srv;
@@ -25,6 +27,10 @@ struct conn {
     char literal[72];          /* [1.2.3.4] or [IPv6:...] */
     unsigned port;
     const char *listener;
+    enum mw_tls_mode tls_mode;
+    struct tls_server *tls;    /* the certificate set this conn uses */
+    char *tls_info;            /* "TLSv1.3 with cipher ..." once secured */
+    bool tls_switch;           /* STARTTLS accepted: switch at the next pump */
     bool job_pending;          /* a worker holds a pointer to this conn */
     bool dead;                 /* peer gone: free when the job completes */
     time_t started;

@@ -42,8 +42,10 @@ static void build_received(struct commit_job *j, struct conn *c, const struct sm
     char date[64];
     rfc5322_date(date, sizeof(date), j->arrival);
     struct buf *b = &j->received;
-    buf_printf(b, "Received: from %s (%s)\r\n\tby %s (mailwarden) with %s id %s",
-               smtp_session_helo(c->sess), c->literal, c->conf->hostname,
+    buf_printf(b, "Received: from %s (%s)\r\n", smtp_session_helo(c->sess), c->literal);
+    if (c->tls_info)
+        buf_printf(b, "\t(using %s)\r\n", c->tls_info);
+    buf_printf(b, "\tby %s (mailwarden) with %s id %s", c->conf->hostname,
                smtp_session_protocol(c->sess), j->id);
     if (t->nrcpt == 1)
         buf_printf(b, "\r\n\tfor <%s>", j->rcpts[0]);

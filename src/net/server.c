@@ -21,10 +21,12 @@
 #include "core/worker.h"
 #include "core/xmalloc.h"
 #include "net/conn.h"
+#include "tls/tls.h"
 
 struct listener_ctx {
     struct server *srv;
     char *name;
+    enum mw_tls_mode mode;
 };
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -32,7 +34,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
     struct listener_ctx *lc = arg;
     evutil_make_socket_closeonexec(fd);
-    conn_accept(lc->srv, fd, sa, salen, lc->name);
+    conn_accept(lc->srv, fd, sa, salen, lc->name, lc->mode);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -64,6 +66,7 @@ static int open_listener(struct server *srv, const struct mw_listen *ml)
     struct listener_ctx *lc = xcalloc(1, sizeof(*lc));
     lc->srv = srv;
     lc->name = xstrdup(ml->name);
+    lc->mode = ml->tls;
     struct evconnlistener *l = evconnlistener_new_bind(
         srv->base, accept_cb, lc,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 511,
@@ -86,7 +89,7 @@ static int open_listener(struct server *srv, const struct mw_listen *ml)
     char port[16];
     snprintf(port, sizeof(port), "%u", ml->port);
     log_kv(MW_LOG_INFO, "listening", "listener", ml->name, "address", ml->address, "port", port,
-           NULL);
+           "tls", conf_tls_mode_name(ml->tls), NULL);
     return 0;
 }
 
@@ -138,13 +141,39 @@ static bool listeners_equal(const struct mw_config *a, const struct mw_config *b
     return true;
 }
 
+static bool needs_tls(const struct mw_config *c)
+{
+    for (size_t i = 0; i < c->nlisten; i++)
+        if (c->listens[i].tls != MW_TLS_NONE)
+            return true;
+    return false;
+}
+
+/* Certificates for c, or NULL with the reason in err. */
+static int load_tls(struct server *srv, const struct mw_config *c, struct tls_server **out,
+                    struct buf *err)
+{
+    *out = NULL;
+    if (!needs_tls(c))
+        return 0;
+    if (tls_server_load(c, srv->data_dir, out, err) < 0)
+        return -1;
+    if (tls_server_selfsigned(*out))
+        log_kv(MW_LOG_WARN, "tls_selfsigned", "dir", srv->data_dir, "note",
+               "no certificate configured: serving a self-signed one that clients cannot verify",
+               NULL);
+    return 0;
+}
+
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct server *srv = arg;
     struct mw_config *nc = NULL;
+    struct tls_server *nt = NULL;
     struct buf err;
     buf_init(&err);
-    if (conf_load(srv->conf_path, &nc, &err) < 0) {
+    if (conf_load(srv->conf_path, &nc, &err) < 0 || load_tls(srv, nc, &nt, &err) < 0) {
+        conf_unref(nc);
         /* Keep the running configuration; say exactly why. */
         if (buf_size(&err) && err.data[err.len - 1] == '\n')
             err.data[--err.len] = '\0';
@@ -162,6 +191,8 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
                NULL);
     conf_unref(srv->conf);
     srv->conf = nc;
+    tls_server_unref(srv->tls);
+    srv->tls = nt;
     log_kv(MW_LOG_INFO, "reload", "result", "ok", "file",
            srv->conf_path ? srv->conf_path : "(default)", NULL);
 }
@@ -184,6 +215,15 @@ static int server_start(struct server *srv)
         log_kv(MW_LOG_ERROR, "startup", "data_dir", srv->data_dir, "error", strerror(-r), NULL);
         return -1;
     }
+
+    struct buf err;
+    buf_init(&err);
+    if (load_tls(srv, srv->conf, &srv->tls, &err) < 0) {
+        log_kv(MW_LOG_ERROR, "startup", "error", buf_ptr(&err), NULL);
+        buf_free(&err);
+        return -1;
+    }
+    buf_free(&err);
 
     evthread_use_pthreads();
     srv->base = event_base_new();
@@ -237,6 +277,7 @@ static void server_cleanup(struct server *srv)
     if (srv->base)
         event_base_free(srv->base);
     queue_close(&srv->queue);
+    tls_server_unref(srv->tls);
     conf_unref(srv->conf);
     xfree(srv->data_dir);
     xfree(srv->mail_dir);

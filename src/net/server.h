@@ -35,6 +35,7 @@ struct listener_ctx;
 struct server {
     struct event_base *base;
     struct mw_config *conf;       /* current; sessions hold their own ref */
+    struct tls_server *tls;       /* current certificates; NULL if no TLS listener */
     const char *conf_path;        /* NULL: embedded default */
     const char *data_dir_arg;     /* --data-dir, overrides the file */
     char *data_dir;               /* fixed at start-up */
@@ -59,7 +60,7 @@ void server_maybe_exit(struct server *srv);
 
 /* conn.c */
 void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
-                 const char *listener);
+                 const char *listener, enum mw_tls_mode mode);
 void conn_shutdown_all(struct server *srv);
 
 /* receive.c: queue the message of a session (asynchronous). */

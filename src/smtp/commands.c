@@ -14,7 +14,8 @@
 #include "core/str.h"
 #include "core/xmalloc.h"
 
-#define CMD_NOARGS 0x1  /* takes no argument */
+#define CMD_NOARGS 0x1   /* takes no argument */
+#define CMD_PRE_TLS 0x2  /* allowed before TLS where TLS is required (RFC 6409) */
 
 struct smtp_cmd {
     const char *name;
@@ -84,8 +85,10 @@ static void cmd_ehlo(struct smtp_session *s, const char *args, size_t n)
                "250-8BITMIME\r\n"
                "250-SMTPUTF8\r\n"
                "250-ENHANCEDSTATUSCODES\r\n"
+               "%s"
                "250 CHUNKING\r\n",
-               s->p.hostname, (unsigned long long)s->p.max_message);
+               s->p.hostname, (unsigned long long)s->p.max_message,
+               s->p.starttls && !s->tls_active ? "250-STARTTLS\r\n" : "");
 }
 
 /* Skip "FROM:" / "TO:" (case-insensitive) and any spaces after it. */
@@ -411,6 +414,31 @@ static void cmd_bdat(struct smtp_session *s, const char *args, size_t n)
         smtp_chunk_done(s);
 }
 
+static void cmd_starttls(struct smtp_session *s, const char *args, size_t n)
+{
+    if (s->tls_active) {
+        smtp_log_reject(s, "STARTTLS", 503, "TLS already active");
+        smtp_reply(s, 503, "5.5.1", "Error: TLS already active");
+        return;
+    }
+    if (!s->p.starttls) {
+        smtp_log_reject(s, "STARTTLS", 502, "STARTTLS not offered");
+        smtp_reply(s, 502, "5.5.1", "Error: STARTTLS not offered here");
+        return;
+    }
+    if (s->st == SMTP_ST_MAIL || s->st == SMTP_ST_RCPT) {
+        smtp_log_reject(s, "STARTTLS", 503, "inside a transaction");
+        smtp_reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+        return;
+    }
+    smtp_reply(s, 220, "2.0.0", "Ready to start TLS");
+    /* Anything the client sent after the command line was sent before
+     * the handshake: it must never be executed (CVE-2011-0411 class). */
+    s->tls_starting = true;
+    buf_reset(&s->in);
+    smtp_ask(s, SMTP_ASK_STARTTLS);
+}
+
 static void cmd_rset(struct smtp_session *s, const char *args, size_t n)
 {
     smtp_txn_reset(s);
@@ -446,19 +474,20 @@ static void cmd_expn(struct smtp_session *s, const char *args, size_t n)
 static void cmd_help(struct smtp_session *s, const char *args, size_t n)
 {
     smtp_reply(s, 214, "2.0.0",
-               "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
+               "Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
 }
 
 static const struct smtp_cmd commands[] = {
-    { "EHLO", 0, cmd_ehlo },
-    { "HELO", 0, cmd_helo },
+    { "EHLO", CMD_PRE_TLS, cmd_ehlo },
+    { "HELO", CMD_PRE_TLS, cmd_helo },
     { "MAIL", 0, cmd_mail },
     { "RCPT", 0, cmd_rcpt },
     { "DATA", CMD_NOARGS, cmd_data },
     { "BDAT", 0, cmd_bdat },
-    { "RSET", CMD_NOARGS, cmd_rset },
-    { "NOOP", 0, cmd_noop },
-    { "QUIT", CMD_NOARGS, cmd_quit },
+    { "RSET", CMD_NOARGS | CMD_PRE_TLS, cmd_rset },
+    { "NOOP", CMD_PRE_TLS, cmd_noop },
+    { "QUIT", CMD_NOARGS | CMD_PRE_TLS, cmd_quit },
+    { "STARTTLS", CMD_NOARGS | CMD_PRE_TLS, cmd_starttls },
     { "VRFY", 0, cmd_vrfy },
     { "EXPN", 0, cmd_expn },
     { "HELP", 0, cmd_help },
@@ -492,6 +521,15 @@ void smtp_command(struct smtp_session *s, const char *line, size_t n)
         const struct smtp_cmd *c = &commands[i];
         if (!str_ieq(line, vlen, c->name))
             continue;
+        if (s->p.tls_required && !s->tls_active && !(c->flags & CMD_PRE_TLS)) {
+            smtp_log_reject(s, c->name, 530, "TLS required");
+            /* A refused BDAT's chunk would otherwise be read as commands. */
+            if (strcmp(c->name, "BDAT") == 0)
+                smtp_close(s, 530, "5.7.0", "Must issue a STARTTLS command first; closing");
+            else
+                smtp_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+            return;
+        }
         if ((c->flags & CMD_NOARGS) && alen > 0) {
             smtp_log_reject(s, c->name, 501, "unexpected argument");
             smtp_reply(s, 501, "5.5.4", "Syntax: %s", c->name);
@@ -543,5 +581,7 @@ void smtp_answered(struct smtp_session *s, enum smtp_ask what, int code, const c
         smtp_txn_reset(s);
         smtp_enter_state(s, SMTP_ST_READY);
         break;
+    case SMTP_ASK_STARTTLS:
+        break; /* completed by smtp_session_tls_started() */
     }
 }

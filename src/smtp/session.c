@@ -30,6 +30,7 @@ struct smtp_session *smtp_session_new(const struct smtp_params *p, const struct 
     s->hooks = h;
     s->ctx = ctx;
     s->st = SMTP_ST_INIT;
+    s->tls_active = p->tls_active;
     buf_printf(&s->out, "220 %s ESMTP mailwarden\r\n", s->p.hostname);
     return s;
 }
@@ -206,7 +207,7 @@ static void process(struct smtp_session *s)
 
 void smtp_session_feed(struct smtp_session *s, const void *p, size_t n)
 {
-    if (s->st == SMTP_ST_CLOSED)
+    if (s->st == SMTP_ST_CLOSED || s->tls_starting)
         return;
     buf_append(&s->in, p, n);
     process(s);
@@ -228,6 +229,29 @@ void smtp_session_answer(struct smtp_session *s, int code, const char *enh, cons
     }
     check_errors(s);
     process(s);
+}
+
+void smtp_session_tls_started(struct smtp_session *s)
+{
+    assert(s->waiting && s->asked == SMTP_ASK_STARTTLS);
+    s->waiting = false;
+    s->tls_starting = false;
+    s->tls_active = true;
+    buf_reset(&s->in);
+    s->skipping_line = false;
+    /* RFC 3207 4.2: discard all knowledge obtained before TLS. */
+    smtp_txn_reset(s);
+    xfree(s->helo);
+    s->helo = NULL;
+    s->esmtp = false;
+    smtp_enter_state(s, SMTP_ST_INIT);
+    if (s->shutdown_pending)
+        smtp_close(s, 421, "4.3.2", "Service shutting down, closing connection");
+}
+
+bool smtp_session_tls_active(const struct smtp_session *s)
+{
+    return s->tls_active;
 }
 
 void smtp_session_shutdown(struct smtp_session *s)
@@ -261,6 +285,8 @@ const struct mail_addr *smtp_session_pending_rcpt(const struct smtp_session *s)
 const char *smtp_session_protocol(const struct smtp_session *s)
 {
     if (s->txn.smtputf8)
-        return "UTF8SMTP";
-    return s->esmtp ? "ESMTP" : "SMTP";
+        return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+    if (!s->esmtp)
+        return "SMTP";
+    return s->tls_active ? "ESMTPS" : "ESMTP";
 }

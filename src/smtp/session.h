@@ -17,6 +17,11 @@
  * goes through data.h (the smuggling defence). Every reply after the
  * greeting and EHLO/HELO carries an RFC 3463 enhanced status code.
  *
+ * STARTTLS (RFC 3207): after the 220, every byte already received is
+ * dropped and nothing more is processed until the daemon reports the
+ * handshake done; then the session starts over as if newly connected
+ * (no HELO, no transaction), so no plaintext byte can act inside TLS.
+ *
  * Trust: every byte fed is untrusted; the params and hooks are trusted.
  *
  *   smtp_session_new(params, hooks, ctx)   greeting is queued at once
@@ -52,6 +57,8 @@ enum smtp_ask {
     SMTP_ASK_MAIL,    /* txn.from is set */
     SMTP_ASK_RCPT,    /* smtp_session_pending_rcpt() */
     SMTP_ASK_MESSAGE, /* txn complete, body in txn.body: answer 250 once durable */
+    SMTP_ASK_STARTTLS,/* 220 queued: send it, run the handshake, then call
+                       * smtp_session_tls_started() (or close) */
 };
 
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
@@ -74,6 +81,9 @@ struct smtp_params {
     uint64_t max_message;     /* bytes of content */
     unsigned max_rcpt;
     unsigned max_errors;
+    bool starttls;            /* offer STARTTLS (a certificate is there) */
+    bool tls_required;        /* RFC 6409 submission: mail commands need TLS */
+    bool tls_active;          /* implicit TLS: the session starts secured */
 };
 
 struct smtp_session;
@@ -93,6 +103,10 @@ struct buf *smtp_session_output(struct smtp_session *s);
  * enh the enhanced status code ("2.1.0"), text the reply text. */
 void smtp_session_answer(struct smtp_session *s, int code, const char *enh, const char *text);
 
+/* The TLS handshake after STARTTLS succeeded: resume, forgetting state. */
+void smtp_session_tls_started(struct smtp_session *s);
+bool smtp_session_tls_active(const struct smtp_session *s);
+
 void smtp_session_shutdown(struct smtp_session *s);
 void smtp_session_timeout(struct smtp_session *s);
 
@@ -102,7 +116,8 @@ enum smtp_state smtp_session_state(const struct smtp_session *s);
 const struct smtp_txn *smtp_session_txn(const struct smtp_session *s);
 const struct mail_addr *smtp_session_pending_rcpt(const struct smtp_session *s);
 const char *smtp_session_helo(const struct smtp_session *s);
-/* Protocol for the Received header "with" clause: SMTP, ESMTP, UTF8SMTP. */
+/* Protocol for the Received header "with" clause (RFC 3848, RFC 6531):
+ * SMTP, ESMTP, ESMTPS, UTF8SMTP, UTF8SMTPS. */
 const char *smtp_session_protocol(const struct smtp_session *s);
 /* Bytes buffered but not yet processed (for flow control). */
 size_t smtp_session_backlog(const struct smtp_session *s);

@@ -23,6 +23,8 @@ struct smtp_session {
     bool shutdown_pending;  /* 421 once the outstanding ask is answered */
 
     bool esmtp;
+    bool tls_active;
+    bool tls_starting;      /* 220 sent for STARTTLS: drop all input */
     char *helo;
     unsigned errors;
 

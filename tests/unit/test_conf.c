@@ -32,9 +32,17 @@ static void test_default(void **state)
     struct buf err;
     buf_init(&err);
     assert_int_equal(conf_load(NULL, &c, &err), 0);
-    assert_int_equal(c->nlisten, 1);
+    assert_int_equal(c->nlisten, 3);
     assert_string_equal(c->listens[0].address, "127.0.0.1");
     assert_int_equal(c->listens[0].port, 2525);
+    assert_int_equal(c->listens[0].tls, MW_TLS_STARTTLS);
+    assert_int_equal(c->listens[1].port, 5870);
+    assert_int_equal(c->listens[1].tls, MW_TLS_STARTTLS_REQUIRED);
+    assert_int_equal(c->listens[2].port, 4650);
+    assert_int_equal(c->listens[2].tls, MW_TLS_IMPLICIT);
+    for (size_t i = 0; i < c->nlisten; i++)
+        assert_string_equal(c->listens[i].address, "127.0.0.1");
+    assert_int_equal(c->ncert, 0);
     assert_string_equal(c->data_dir, "./var");
     assert_true(conf_is_local_domain(c, "localhost"));
     assert_true(conf_is_local_domain(c, "LocalHost"));
@@ -53,7 +61,13 @@ static void test_full_file(void **state)
                "max_message_size = 1048576\n"
                "max_recipients = 250\n"
                "listen smtp { address = \"::1\" port = 2626 }\n"
-               "listen other { port = 2727 }\n");
+               "listen other { port = 2727 tls = \"implicit\" }\n"
+               "listen plain { port = 2828 tls = \"none\" }\n"
+               "certificate mx {\n"
+               "  cert_file = { \"/a/rsa.pem\", \"/a/ec.pem\" }\n"
+               "  key_file = { \"/a/rsa.key\", \"/a/ec.key\" }\n"
+               "}\n"
+               "certificate other { cert_file = { \"/b.pem\" } key_file = { \"/b.key\" } }\n");
     struct mw_config *c = NULL;
     struct buf err;
     buf_init(&err);
@@ -63,10 +77,19 @@ static void test_full_file(void **state)
     assert_false(conf_is_local_domain(c, "localhost"));
     assert_int_equal(c->max_message_size, 1048576);
     assert_int_equal(c->max_recipients, 250);
-    assert_int_equal(c->nlisten, 2);
+    assert_int_equal(c->nlisten, 3);
     assert_string_equal(c->listens[0].address, "::1");
+    assert_int_equal(c->listens[0].tls, MW_TLS_STARTTLS);
     assert_string_equal(c->listens[1].name, "other");
     assert_int_equal(c->listens[1].port, 2727);
+    assert_int_equal(c->listens[1].tls, MW_TLS_IMPLICIT);
+    assert_int_equal(c->listens[2].tls, MW_TLS_NONE);
+    assert_int_equal(c->ncert, 2);
+    assert_string_equal(c->certs[0].name, "mx");
+    assert_int_equal(c->certs[0].npairs, 2);
+    assert_string_equal(c->certs[0].cert_files[1], "/a/ec.pem");
+    assert_string_equal(c->certs[0].key_files[1], "/a/ec.key");
+    assert_int_equal(c->certs[1].npairs, 1);
     conf_unref(c);
     buf_free(&err);
     unlink(path);
@@ -88,6 +111,10 @@ static void test_errors(void **state)
         { "listen a { port = 25 }\nlisten a { port = 26 }\n", ":2:" },
         { "max_errors = \"x\"\nlisten s { port = 25 }\n", ":1:" },
         { "listen s {\n port = \n}\n", ":3:" },
+        { "listen s {\n  tls = \"yes\"\n}\n", ":2: tls = \"yes\": expected none, starttls" },
+        { "listen s { port = 25 }\ncertificate c {\n cert_file = { \"/a\", \"/b\" }\n"
+          " key_file = { \"/a\" }\n}\n", "cert_file has 2 entries but key_file has 1" },
+        { "listen s { port = 25 }\ncertificate c {\n}\n", "certificate c: cert_file and key_file are required" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         write_conf(cases[i].text);

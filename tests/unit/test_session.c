@@ -109,7 +109,7 @@ struct run {
     unsigned defer;
     struct buf out;      /* everything the session wrote */
     struct buf asklog;   /* one line per ask */
-    size_t nask[3];
+    size_t nask[4];
     struct msg_rec msgs[8];
     size_t nmsg;
     bool pending;
@@ -180,6 +180,9 @@ static void auto_answer(struct run *r, struct smtp_session *s, enum smtp_ask wha
     case SMTP_ASK_MESSAGE:
         smtp_session_answer(s, 250, "2.0.0", "Ok: queued as X");
         break;
+    case SMTP_ASK_STARTTLS:
+        fail_msg("STARTTLS is not offered in these sessions");
+        break;
     }
 }
 
@@ -187,7 +190,7 @@ static void hook_ask(void *ctx, struct smtp_session *s, enum smtp_ask what)
 {
     struct run *r = ctx;
     assert_false(r->pending); /* never two asks at once */
-    assert_true(what <= SMTP_ASK_MESSAGE);
+    assert_true(what <= SMTP_ASK_STARTTLS);
     r->nask[what]++;
     switch (what) {
     case SMTP_ASK_MAIL: {
@@ -205,6 +208,9 @@ static void hook_ask(void *ctx, struct smtp_session *s, enum smtp_ask what)
         record_message(r, s);
         buf_printf(&r->asklog, "MESSAGE %zu rcpts, %zu bytes\n", r->msgs[r->nmsg - 1].nrcpt,
                    r->msgs[r->nmsg - 1].body_len);
+        break;
+    case SMTP_ASK_STARTTLS:
+        buf_printf(&r->asklog, "STARTTLS\n");
         break;
     }
     if (r->defer & DEFER(what)) {
