@@ -193,8 +193,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         tls_ready(c, bev);
         return;
     }
-    if (c->tls_mode != MW_TLS_NONE && c->tls_info == NULL &&
-        (what & BEV_EVENT_ERROR || (what & BEV_EVENT_EOF && bufferevent_openssl_get_ssl(bev)))) {
+    bool handshaking = c->tls_info == NULL && bufferevent_openssl_get_ssl(bev) != NULL;
+    if (handshaking && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
         tls_failed(c, bev);
         conn_drop(c);
         return;
