@@ -51,3 +51,24 @@ def mw(tmp_path, request):
 def daemon(mw):
     mw.start()
     return mw
+
+
+# ---------------------------------------------------------------- TLS tests
+# (tlsharness is imported lazily so that the other tests do not depend on it)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """Test CA and server certificates, made once per session with openssl."""
+    from tlsharness import TestPKI
+    return TestPKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tlsd(tmp_path, request):
+    """An unstarted TLSDaemon; call tlsd.start_tls(listeners=..., certificates=...)."""
+    from tlsharness import TLSDaemon
+    d = TLSDaemon(tmp_path / "mw")
+    yield d
+    d.cleanup()
+    _dump_logs(request, [d])
