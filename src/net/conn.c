@@ -149,6 +149,8 @@ static void tls_failed(struct conn *c, struct bufferevent *bev)
     buf_init(&why);
     unsigned long e;
     while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+        if (ERR_GET_LIB(e) == 0)
+            continue;  /* libevent's saved errno, not an OpenSSL reason */
         char text[256];
         ERR_error_string_n(e, text, sizeof(text));
         if (buf_size(&why))
