@@ -14,6 +14,8 @@ static const struct {
     const char *help;
 } subcommands[] = {
     { "serve", cli_serve, "run the SMTP daemon in the foreground" },
+    { "spf", cli_spf, "evaluate SPF for an IP, sender and HELO name" },
+    { "check", cli_check, "diagnostics: DNS lookups with their DNSSEC state" },
 };
 
 static void usage(FILE *f)

@@ -7,5 +7,7 @@
 #define MW_CLI_CLI_H
 
 int cli_serve(int argc, char **argv);
+int cli_spf(int argc, char **argv);
+int cli_check(int argc, char **argv);
 
 #endif

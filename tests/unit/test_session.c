@@ -412,7 +412,7 @@ static void check_replies(const struct run *r, const char *const *exp)
         if (k >= n)
             dump_and_fail(r, "fewer replies than expected", exp);
         if (!match(rep[k].summary, exp[k])) {
-            char why[200];
+            char why[512];
             snprintf(why, sizeof(why), "reply %zu is \"%s\" (%s), expected %s", k + 1,
                      rep[k].summary, rep[k].first, exp[k]);
             dump_and_fail(r, why, exp);

@@ -26,6 +26,7 @@
 
 static char dir[64];
 
+__attribute__((format(printf, 1, 2)))
 static void sh(const char *fmt, ...)
 {
     char cmd[2048];
