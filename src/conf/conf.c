@@ -193,6 +193,14 @@ static cfg_opt_t cert_opts[] = {
     CFG_END(),
 };
 
+static cfg_opt_t dns_opts[] = {
+    CFG_STR("zone_file", "", CFGF_NONE),
+    CFG_STR_LIST("forwarders", "{}", CFGF_NONE),
+    CFG_STR("trust_anchor_file", "/usr/share/dns/root.key", CFGF_NONE),
+    CFG_STR_LIST("trust_anchors", "{}", CFGF_NONE),
+    CFG_END(),
+};
+
 static cfg_opt_t root_opts[] = {
     CFG_STR("hostname", NULL, CFGF_NONE),
     CFG_STR("data_dir", "./var", CFGF_NONE),
@@ -210,6 +218,10 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("workers", 4, CFGF_NONE),
     CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_SEC("certificate", cert_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+    CFG_SEC("dns", dns_opts, CFGF_NONE),
+    CFG_BOOL("spf_reject_fail", cfg_false, CFGF_NONE),
+    CFG_BOOL("spf_temperror_defer", cfg_false, CFGF_NONE),
+    CFG_INT("spf_timeout", 20, CFGF_NONE),
     CFG_END(),
 };
 
@@ -217,7 +229,7 @@ static void install_validators(cfg_t *cfg)
 {
     static const char *const positive[] = {
         "max_errors", "command_timeout", "data_timeout", "max_connections",
-        "max_connections_per_ip", "retry_min", "retry_max",
+        "max_connections_per_ip", "retry_min", "retry_max", "spf_timeout",
     };
     for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++)
         cfg_set_validate_func(cfg, positive[i], v_positive);
@@ -280,6 +292,20 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
         c->listens[i].port = (unsigned)cfg_getint(l, "port");
         c->listens[i].tls = (enum mw_tls_mode)tls_mode_parse(cfg_getstr(l, "tls"));
     }
+    cfg_t *dns = cfg_getsec(cfg, "dns");
+    c->dns_zone_file = xstrdup(cfg_getstr(dns, "zone_file"));
+    c->dns_trust_anchor_file = xstrdup(cfg_getstr(dns, "trust_anchor_file"));
+    c->ndns_forwarders = cfg_size(dns, "forwarders");
+    c->dns_forwarders = xcalloc(c->ndns_forwarders + 1, sizeof(char *));
+    for (size_t i = 0; i < c->ndns_forwarders; i++)
+        c->dns_forwarders[i] = xstrdup(cfg_getnstr(dns, "forwarders", (unsigned)i));
+    c->ndns_trust_anchors = cfg_size(dns, "trust_anchors");
+    c->dns_trust_anchors = xcalloc(c->ndns_trust_anchors + 1, sizeof(char *));
+    for (size_t i = 0; i < c->ndns_trust_anchors; i++)
+        c->dns_trust_anchors[i] = xstrdup(cfg_getnstr(dns, "trust_anchors", (unsigned)i));
+    c->spf_reject_fail = cfg_getbool(cfg, "spf_reject_fail");
+    c->spf_temperror_defer = cfg_getbool(cfg, "spf_temperror_defer");
+    c->spf_timeout = (unsigned)cfg_getint(cfg, "spf_timeout");
     c->ncert = cfg_size(cfg, "certificate");
     c->certs = xcalloc(c->ncert ? c->ncert : 1, sizeof(*c->certs));
     for (size_t i = 0; i < c->ncert; i++) {
@@ -373,6 +399,14 @@ void conf_unref(struct mw_config *c)
         xfree(c->certs[i].name);
     }
     xfree(c->certs);
+    xfree(c->dns_zone_file);
+    xfree(c->dns_trust_anchor_file);
+    for (size_t i = 0; i < c->ndns_forwarders; i++)
+        xfree(c->dns_forwarders[i]);
+    xfree(c->dns_forwarders);
+    for (size_t i = 0; i < c->ndns_trust_anchors; i++)
+        xfree(c->dns_trust_anchors[i]);
+    xfree(c->dns_trust_anchors);
     xfree(c);
 }
 

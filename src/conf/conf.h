@@ -65,6 +65,17 @@ struct mw_config {
     size_t nlisten;
     struct mw_cert *certs;    /* first is the default; none: self-signed */
     size_t ncert;
+    /* dns { } */
+    char *dns_zone_file;      /* "": use the resolver below */
+    char **dns_forwarders;    /* none: the system's resolv.conf */
+    size_t ndns_forwarders;
+    char *dns_trust_anchor_file;
+    char **dns_trust_anchors;
+    size_t ndns_trust_anchors;
+    /* SPF policy at MAIL FROM */
+    bool spf_reject_fail;
+    bool spf_temperror_defer;
+    unsigned spf_timeout;     /* seconds for all of one check's lookups */
 };
 
 /* path NULL: the embedded default. */

@@ -3,9 +3,9 @@
  * answer its asks for sender and recipients, send replies, time out idle
  * clients, close.
  *
- * A connection is freed only when no worker job refers to it: if the peer
- * goes away while its message is being committed, the conn is marked dead
- * and freed by conn_job_done().
+ * A connection is freed only when no job refers to it: if the peer goes
+ * away while its message is being committed or its SPF lookups run, the
+ * conn is marked dead and freed by the last conn_job_done().
  */
 #include "net/conn.h"
 
@@ -51,6 +51,7 @@ static void conn_free(struct conn *c)
     if (c->bev)
         bufferevent_free(c->bev);
     smtp_session_free(c->sess);
+    sender_reset(c);
     conf_unref(c->conf);
     tls_server_unref(c->tls);
     xfree(c->tls_info);
@@ -60,7 +61,7 @@ static void conn_free(struct conn *c)
 
 static void conn_drop(struct conn *c)
 {
-    if (c->job_pending) {
+    if (c->jobs > 0) {
         c->dead = true;
         if (c->bev) {
             bufferevent_free(c->bev);
@@ -73,8 +74,8 @@ static void conn_drop(struct conn *c)
 
 void conn_job_done(struct conn *c)
 {
-    c->job_pending = false;
-    if (c->dead)
+    c->jobs--;
+    if (c->dead && c->jobs == 0)
         conn_free(c);
 }
 
@@ -242,9 +243,19 @@ static void ask_rcpt(struct conn *c)
     smtp_session_answer(c->sess, code, enh, text);
 }
 
+static void ask_one(struct conn *c, struct smtp_session *s, enum smtp_ask what);
+
 static void ask_cb(void *ctx, struct smtp_session *s, enum smtp_ask what)
 {
     struct conn *c = ctx;
+    bool outer = c->in_ask;
+    c->in_ask = true;
+    ask_one(c, s, what);
+    c->in_ask = outer;
+}
+
+static void ask_one(struct conn *c, struct smtp_session *s, enum smtp_ask what)
+{
     const struct smtp_txn *t = smtp_session_txn(s);
     switch (what) {
     case SMTP_ASK_MAIL: {
@@ -255,7 +266,7 @@ static void ask_cb(void *ctx, struct smtp_session *s, enum smtp_ask what)
         if (t->declared_size)
             log_u64(&l, "size", t->declared_size);
         log_end(&l);
-        smtp_session_answer(s, 250, "2.1.0", "Ok");
+        sender_check(c);
         break;
     }
     case SMTP_ASK_RCPT:

@@ -31,7 +31,12 @@ struct conn {
     struct tls_server *tls;    /* the certificate set this conn uses */
     char *tls_info;            /* "TLSv1.3 with cipher ..." once secured */
     bool tls_switch;           /* STARTTLS accepted: switch at the next pump */
-    bool job_pending;          /* a worker holds a pointer to this conn */
+    bool in_ask;               /* inside the session's ask hook */
+    /* SPF for the current transaction (sender.c) */
+    int spf_result, spf_helo_result;  /* enum spf_result */
+    char *spf_domain;
+    char *spf_header;          /* Received-SPF field, CRLF-terminated */
+    unsigned jobs;             /* workers/lookups holding a pointer to this conn */
     bool dead;                 /* peer gone: free when the job completes */
     time_t started;
     unsigned messages;
@@ -39,6 +44,11 @@ struct conn {
 
 /* Send session output, adjust reading and timeouts, close if done. */
 void conn_pump(struct conn *c);
+/* A job that referred to c has finished with it (frees a dead conn). */
 void conn_job_done(struct conn *c);
+
+/* sender.c: SPF at MAIL, answered asynchronously. */
+void sender_check(struct conn *c);
+void sender_reset(struct conn *c);
 
 #endif

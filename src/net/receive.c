@@ -16,6 +16,7 @@
 #include "core/worker.h"
 #include "core/xmalloc.h"
 #include "net/conn.h"
+#include "spf/spf.h"
 
 struct commit_job {
     struct conn *c;
@@ -25,6 +26,7 @@ struct commit_job {
     char **rcpts;
     size_t nrcpt;
     char *from;
+    char *spf;          /* "<result> <domain>" for the envelope */
     time_t arrival;
     const struct buf *body;
     int result;
@@ -42,6 +44,9 @@ static void build_received(struct commit_job *j, struct conn *c, const struct sm
     char date[64];
     rfc5322_date(date, sizeof(date), j->arrival);
     struct buf *b = &j->received;
+    /* RFC 7208 9.1: Received-SPF goes above our Received field. */
+    if (c->spf_header)
+        buf_append_str(b, c->spf_header);
     buf_printf(b, "Received: from %s (%s)\r\n", smtp_session_helo(c->sess), c->literal);
     if (c->tls_info)
         buf_printf(b, "\t(using %s)\r\n", c->tls_info);
@@ -56,7 +61,7 @@ static void commit_work(void *arg)
 {
     struct commit_job *j = arg;
     const char *const *rcpts = (const char *const *)j->rcpts;
-    struct queue_env env = { .session = j->c->id, .from = j->from, .rcpts = rcpts, .nrcpt = j->nrcpt,
+    struct queue_env env = { .session = j->c->id, .from = j->from, .spf = j->spf, .rcpts = rcpts, .nrcpt = j->nrcpt,
                              .arrival = j->arrival };
     struct iovec iov[2] = {
         { .iov_base = j->received.data, .iov_len = buf_size(&j->received) },
@@ -100,6 +105,7 @@ static void commit_done(void *arg)
         xfree(j->rcpts[i]);
     xfree(j->rcpts);
     xfree(j->from);
+    xfree(j->spf);
     xfree(j);
     conn_pump(c);
     conn_job_done(c);
@@ -129,8 +135,15 @@ void receive_message(struct conn *c)
             j->rcpts[i] = xstrdup(r->text);
         }
     }
+    if (c->spf_header) {
+        struct buf spf;
+        buf_init(&spf);
+        buf_printf(&spf, "%s %s", spf_result_name((enum spf_result)c->spf_result),
+                   c->spf_domain && c->spf_domain[0] ? c->spf_domain : "-");
+        j->spf = spf.data;
+    }
     id_new(j->id);
     build_received(j, c, t);
-    c->job_pending = true;
+    c->jobs++;
     worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
 }

@@ -21,6 +21,8 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
+#include "dns/dns.h"
+#include "dns/unbound.h"
 #include "net/conn.h"
 #include "tls/tls.h"
 
@@ -209,6 +211,40 @@ static void pool_cb(evutil_socket_t fd, short what, void *arg)
     worker_pool_complete(arg);
 }
 
+/* The resolver every lookup goes through: a zone file (--dns-zone or
+ * dns.zone_file) answers alone; otherwise libunbound, validating. */
+static int open_resolver(struct server *srv)
+{
+    const struct mw_config *c = srv->conf;
+    const char *zone = srv->dns_zone_arg ? srv->dns_zone_arg : c->dns_zone_file;
+    struct buf err;
+    buf_init(&err);
+    srv->dns = xcalloc(1, sizeof(*srv->dns));
+    int r;
+    if (zone && zone[0]) {
+        r = dns_zone_open(zone, srv->dns, &err);
+    } else {
+        struct dns_unbound_opts o = {
+            .forwarders = (const char *const *)c->dns_forwarders,
+            .nforwarders = c->ndns_forwarders,
+            .trust_anchor_file = c->dns_trust_anchor_file,
+            .trust_anchors = (const char *const *)c->dns_trust_anchors,
+            .nanchors = c->ndns_trust_anchors,
+        };
+        r = dns_unbound_open(srv->base, &o, srv->dns, &err);
+    }
+    if (r < 0) {
+        log_kv(MW_LOG_ERROR, "startup", "error", buf_ptr(&err), NULL);
+        xfree(srv->dns);
+        srv->dns = NULL;
+    } else {
+        log_kv(MW_LOG_INFO, "resolver", "backend", zone && zone[0] ? "zone" : "unbound", "zone",
+               zone && zone[0] ? zone : NULL, NULL);
+    }
+    buf_free(&err);
+    return r;
+}
+
 static int server_start(struct server *srv)
 {
     srv->data_dir = xstrdup(srv->data_dir_arg ? srv->data_dir_arg : srv->conf->data_dir);
@@ -257,6 +293,8 @@ static int server_start(struct server *srv)
         if (open_listener(srv, &srv->conf->listens[i]) < 0)
             return -1;
 
+    if (open_resolver(srv) < 0)
+        return -1;
     srv->delivery = delivery_new(srv);
     delivery_load_queue(srv->delivery);
     log_kv(MW_LOG_INFO, "started", "hostname", srv->conf->hostname, "data_dir", srv->data_dir,
@@ -271,6 +309,10 @@ static void server_cleanup(struct server *srv)
     worker_pool_free(srv->commit_pool);
     worker_pool_free(srv->deliver_pool);
     delivery_free(srv->delivery);
+    if (srv->dns) {
+        dns_close(srv->dns);
+        xfree(srv->dns);
+    }
     if (srv->commit_ev)
         event_free(srv->commit_ev);
     if (srv->deliver_ev)
@@ -290,12 +332,13 @@ static void server_cleanup(struct server *srv)
     xfree(srv->mail_dir);
 }
 
-int server_run(const char *conf_path, const char *data_dir)
+int server_run(const char *conf_path, const char *data_dir, const char *dns_zone)
 {
     struct server srv;
     memset(&srv, 0, sizeof(srv));
     srv.conf_path = conf_path;
     srv.data_dir_arg = data_dir;
+    srv.dns_zone_arg = dns_zone;
 
     struct buf err;
     buf_init(&err);

@@ -36,6 +36,8 @@ struct server {
     struct event_base *base;
     struct mw_config *conf;       /* current; sessions hold their own ref */
     struct tls_server *tls;       /* current certificates; NULL if no TLS listener */
+    struct dns_resolver *dns;     /* every lookup goes through this */
+    const char *dns_zone_arg;     /* --dns-zone: answer from this file alone */
     const char *conf_path;        /* NULL: embedded default */
     const char *data_dir_arg;     /* --data-dir, overrides the file */
     char *data_dir;               /* fixed at start-up */
@@ -54,7 +56,7 @@ struct server {
     bool stopping;
 };
 
-int server_run(const char *conf_path, const char *data_dir);
+int server_run(const char *conf_path, const char *data_dir, const char *dns_zone);
 /* Exit the loop if stopping and nothing is in flight. */
 void server_maybe_exit(struct server *srv);
 

@@ -70,6 +70,8 @@ int queue_commit(const struct queue *q, const char *id, const struct queue_env *
     buf_init(&head);
     buf_printf(&head, QUEUE_MAGIC "id %s\nsession %s\ntime %lld\nfrom %s\n", id, env->session,
                (long long)env->arrival, env->from);
+    if (env->spf)
+        buf_printf(&head, "spf %s\n", env->spf);
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&head, "rcpt %s\n", env->rcpts[i]);
     buf_printf(&head, "size %zu\n\n", total);
@@ -129,6 +131,8 @@ static int parse_file(struct queue_msg *m)
         } else if (len >= 5 && memcmp(line, "from ", 5) == 0 && !have_from) {
             m->from = xmemdup0(line + 5, len - 5);
             have_from = true;
+        } else if (len > 4 && memcmp(line, "spf ", 4) == 0 && m->spf == NULL) {
+            m->spf = xmemdup0(line + 4, len - 4);
         } else if (len > 5 && memcmp(line, "rcpt ", 5) == 0) {
             m->rcpts = xreallocarray(m->rcpts, m->nrcpt + 1, sizeof(char *));
             m->rcpts[m->nrcpt++] = xmemdup0(line + 5, len - 5);
@@ -192,6 +196,7 @@ int queue_read(const struct queue *q, const char *id, struct queue_msg *m)
 void queue_msg_free(struct queue_msg *m)
 {
     xfree(m->from);
+    xfree(m->spf);
     for (size_t i = 0; i < m->nrcpt; i++)
         xfree(m->rcpts[i]);
     xfree(m->rcpts);

@@ -9,7 +9,8 @@
  * file as untrusted: a malformed file is reported, never guessed at.
  *
  * Format (text header, then the exact message bytes):
- *   MWQ 1\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n  rcpt <addr>\n...
+ *   MWQ 1\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n
+ *   [spf <result> <domain>\n]  rcpt <addr>\n...
  *   size <n>\n  \n  <n bytes>  \nMWQ END\n
  *
  * Recipients already delivered are appended to a side file <ID>.done, one
@@ -39,6 +40,7 @@ struct queue {
 struct queue_env {
     const char *session;    /* SMTP session id, for log lines */
     const char *from;       /* "" for the null sender */
+    const char *spf;        /* "<result> <domain>" or NULL */
     const char *const *rcpts;
     size_t nrcpt;
     time_t arrival;
@@ -49,6 +51,7 @@ struct queue_msg {
     char session[ID_LEN + 1];
     time_t arrival;
     char *from;
+    char *spf;              /* NULL if not recorded */
     char **rcpts;
     bool *done;
     size_t nrcpt;

@@ -237,6 +237,13 @@ class Delivered:
         assert m, f"{path}: second line is not Delivered-To: {data[pos:pos + 200]!r}"
         self.delivered_to = m.group(1).decode("utf-8", "replace")
         pos = m.end()
+        # Received-SPF (RFC 7208 9.1) stands above our Received field.
+        m = re.compile(rb"Received-SPF: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*").match(data, pos)
+        self.received_spf_raw = m.group(0) if m else b""
+        self.received_spf = (re.sub(r"\r\n[ \t]+", " ", m.group(0).decode("utf-8", "replace")).strip()
+                             if m else None)
+        if m:
+            pos = m.end()
         # Received: first line plus folded continuation lines (start with WSP)
         m = re.compile(rb"Received: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*").match(data, pos)
         assert m, f"{path}: third header is not Received: {data[pos:pos + 300]!r}"
@@ -330,6 +337,13 @@ class Daemon:
         self._log_handle = open(log_path, "wb")
         args = [str(self.bin), "serve", "-c", str(self.config_path),
                 "--data-dir", str(self.data_dir), *extra_args]
+        # Tests never use live DNS (DESIGN: offline DNS): unless a test gives
+        # its own zone, every lookup answers from an empty zone (NXDOMAIN).
+        if "--dns-zone" not in extra_args and "dns {" not in self.config_path.read_text():
+            zone = self.workdir / "offline.zone"
+            if not zone.exists():
+                zone.write_text("; no records: every name is NXDOMAIN\n")
+            args += ["--dns-zone", str(zone)]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log_handle,
                                      stderr=self._log_handle, cwd=self.workdir,
                                      start_new_session=True)
