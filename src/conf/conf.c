@@ -258,6 +258,24 @@ static char *default_hostname(void)
     return xstrdup(h);
 }
 
+/* A list option as a NULL-terminated array of copies; *n its length. */
+static char **copy_strlist(cfg_t *cfg, const char *name, size_t *n)
+{
+    *n = cfg_size(cfg, name);
+    char **v = xcalloc(*n + 1, sizeof(char *));
+    for (size_t i = 0; i < *n; i++)
+        v[i] = xstrdup(cfg_getnstr(cfg, name, (unsigned)i));
+    return v;
+}
+
+/* Free what copy_strlist made. */
+static void free_strlist(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        xfree(v[i]);
+    xfree(v);
+}
+
 static void build(cfg_t *cfg, const char *source, struct mw_config *c)
 {
     c->refs = 1;
@@ -266,12 +284,9 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->hostname = h ? xstrdup(h) : default_hostname();
     str_lower(c->hostname);
     c->data_dir = xstrdup(cfg_getstr(cfg, "data_dir"));
-    c->nlocal = cfg_size(cfg, "local_domains");
-    c->local_domains = xcalloc(c->nlocal ? c->nlocal : 1, sizeof(char *));
-    for (size_t i = 0; i < c->nlocal; i++) {
-        c->local_domains[i] = xstrdup(cfg_getnstr(cfg, "local_domains", (unsigned)i));
+    c->local_domains = copy_strlist(cfg, "local_domains", &c->nlocal);
+    for (size_t i = 0; i < c->nlocal; i++)
         str_lower(c->local_domains[i]);
-    }
     c->max_message_size = (uint64_t)cfg_getint(cfg, "max_message_size");
     c->max_line_length = (unsigned)cfg_getint(cfg, "max_line_length");
     c->max_recipients = (unsigned)cfg_getint(cfg, "max_recipients");
@@ -295,14 +310,8 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     cfg_t *dns = cfg_getsec(cfg, "dns");
     c->dns_zone_file = xstrdup(cfg_getstr(dns, "zone_file"));
     c->dns_trust_anchor_file = xstrdup(cfg_getstr(dns, "trust_anchor_file"));
-    c->ndns_forwarders = cfg_size(dns, "forwarders");
-    c->dns_forwarders = xcalloc(c->ndns_forwarders + 1, sizeof(char *));
-    for (size_t i = 0; i < c->ndns_forwarders; i++)
-        c->dns_forwarders[i] = xstrdup(cfg_getnstr(dns, "forwarders", (unsigned)i));
-    c->ndns_trust_anchors = cfg_size(dns, "trust_anchors");
-    c->dns_trust_anchors = xcalloc(c->ndns_trust_anchors + 1, sizeof(char *));
-    for (size_t i = 0; i < c->ndns_trust_anchors; i++)
-        c->dns_trust_anchors[i] = xstrdup(cfg_getnstr(dns, "trust_anchors", (unsigned)i));
+    c->dns_forwarders = copy_strlist(dns, "forwarders", &c->ndns_forwarders);
+    c->dns_trust_anchors = copy_strlist(dns, "trust_anchors", &c->ndns_trust_anchors);
     c->spf_reject_fail = cfg_getbool(cfg, "spf_reject_fail");
     c->spf_temperror_defer = cfg_getbool(cfg, "spf_temperror_defer");
     c->spf_timeout = (unsigned)cfg_getint(cfg, "spf_timeout");
@@ -381,9 +390,7 @@ void conf_unref(struct mw_config *c)
     xfree(c->source);
     xfree(c->hostname);
     xfree(c->data_dir);
-    for (size_t i = 0; i < c->nlocal; i++)
-        xfree(c->local_domains[i]);
-    xfree(c->local_domains);
+    free_strlist(c->local_domains, c->nlocal);
     for (size_t i = 0; i < c->nlisten; i++) {
         xfree(c->listens[i].name);
         xfree(c->listens[i].address);
@@ -401,12 +408,8 @@ void conf_unref(struct mw_config *c)
     xfree(c->certs);
     xfree(c->dns_zone_file);
     xfree(c->dns_trust_anchor_file);
-    for (size_t i = 0; i < c->ndns_forwarders; i++)
-        xfree(c->dns_forwarders[i]);
-    xfree(c->dns_forwarders);
-    for (size_t i = 0; i < c->ndns_trust_anchors; i++)
-        xfree(c->dns_trust_anchors[i]);
-    xfree(c->dns_trust_anchors);
+    free_strlist(c->dns_forwarders, c->ndns_forwarders);
+    free_strlist(c->dns_trust_anchors, c->ndns_trust_anchors);
     xfree(c);
 }
 
