@@ -198,3 +198,102 @@ void dns_answer_free_records(struct dns_rr *rr, size_t n)
     }
     xfree(rr);
 }
+
+/* ------------------------------------------------------- wire rdata */
+
+struct rd {
+    const uint8_t *p;
+    size_t n, i;
+};
+
+/* An uncompressed domain name as raw text without the final dot ("." for
+ * the root); a label holding '.' or NUL cannot be raw text: malformed. */
+static int rd_name(struct rd *r, char **out)
+{
+    struct buf b = { 0 };
+    size_t wire = 1;
+    for (;;) {
+        if (r->i >= r->n)
+            goto bad;
+        uint8_t l = r->p[r->i++];
+        if (l == 0)
+            break;
+        if (l > 63 || r->n - r->i < l || (wire += 1u + l) > 255)
+            goto bad;   /* > 63 includes compression pointers */
+        if (buf_size(&b) > 0)
+            buf_append_byte(&b, '.');
+        if (memchr(r->p + r->i, '.', l) != NULL || memchr(r->p + r->i, '\0', l) != NULL)
+            goto bad;
+        buf_append(&b, r->p + r->i, l);
+        r->i += l;
+    }
+    *out = buf_size(&b) ? xmemdup0(buf_ptr(&b), buf_size(&b)) : xstrdup(".");
+    buf_free(&b);
+    return 0;
+bad:
+    buf_free(&b);
+    return -1;
+}
+
+static int rd_txt(struct rd *r, struct dns_rr *rr)
+{
+    struct buf b = { 0 };
+    if (r->n == 0)
+        return -1;
+    while (r->i < r->n) {
+        uint8_t l = r->p[r->i++];
+        if (r->n - r->i < l) {
+            buf_free(&b);
+            return -1;
+        }
+        buf_append(&b, r->p + r->i, l);
+        r->i += l;
+    }
+    rr->u.txt.len = buf_size(&b);
+    rr->u.txt.data = xmemdup0(buf_ptr(&b), buf_size(&b));
+    buf_free(&b);
+    return 0;
+}
+
+int dns_rdata_parse(enum dns_type type, const uint8_t *p, size_t n, struct dns_rr *rr)
+{
+    struct rd r = { .p = p, .n = n };
+    switch (type) {
+    case DNS_T_A:
+        if (n != 4)
+            return -1;
+        memcpy(rr->u.a, p, 4);
+        return 0;
+    case DNS_T_AAAA:
+        if (n != 16)
+            return -1;
+        memcpy(rr->u.aaaa, p, 16);
+        return 0;
+    case DNS_T_MX:
+        if (n < 3)
+            return -1;
+        rr->u.mx.pref = (uint16_t)(p[0] << 8 | p[1]);
+        r.i = 2;
+        if (rd_name(&r, &rr->u.mx.host) < 0)
+            return -1;
+        return r.i == n ? 0 : -1;
+    case DNS_T_NS:
+    case DNS_T_CNAME:
+    case DNS_T_PTR:
+        if (rd_name(&r, &rr->u.name) < 0)
+            return -1;
+        return r.i == n ? 0 : -1;
+    case DNS_T_TXT:
+        return rd_txt(&r, rr);
+    case DNS_T_TLSA:
+        if (n < 3)
+            return -1;
+        rr->u.tlsa.usage = p[0];
+        rr->u.tlsa.selector = p[1];
+        rr->u.tlsa.mtype = p[2];
+        rr->u.tlsa.len = n - 3;
+        rr->u.tlsa.data = (uint8_t *)xmemdup0(p + 3, n - 3);
+        return 0;
+    }
+    return -1;
+}

@@ -102,6 +102,10 @@ const char *dns_sec_name(enum dns_sec s);
 
 /* Helpers for backends building answers. */
 void dns_answer_free_records(struct dns_rr *rr, size_t n);
+/* One record's wire-format RDATA (uncompressed, as libunbound hands it
+ * out) into rr->u; rr->type must be set. 0, or -1 if malformed (what was
+ * allocated is freed by dns_answer_free_records). Untrusted input. */
+int dns_rdata_parse(enum dns_type type, const uint8_t *p, size_t n, struct dns_rr *rr);
 
 /* Append a raw-text name (as dns_resolve() takes and answers hold) to b in
  * presentation form (RFC 1035 5.1), absolute, with the final dot: bytes
