@@ -158,6 +158,8 @@ static int open_resolver(const struct spf_args *a, struct run *run)
             .trust_anchors = a->anchors, .nanchors = a->nanchors,
         };
         rc = dns_unbound_open(run->base, &o, &run->r, &err);
+        if (rc == 0)  /* batches repeat lookups: answer them in-process */
+            dns_cache_wrap(&run->r, 50000, 3600, 60);
     }
     if (rc < 0)
         fprintf(stderr, "mailwarden spf: %s\n", buf_ptr(&err));

@@ -96,6 +96,12 @@ void dns_close(struct dns_resolver *r);
 /* Zone file backend: returns 0, or -1 with "file:line: what" in err. */
 int dns_zone_open(const char *path, struct dns_resolver *out, struct buf *err);
 
+/* Put an answer cache in front of r (dns/cache.c): answers are kept for
+ * their TTL (at most max_ttl s), NXDOMAIN/NODATA for neg_ttl s; failures
+ * and bogus answers are never kept. Closing r closes the inner backend. */
+void dns_cache_wrap(struct dns_resolver *r, size_t max_entries, unsigned max_ttl,
+                    unsigned neg_ttl);
+
 const char *dns_type_name(enum dns_type t);
 const char *dns_status_name(enum dns_status s);
 const char *dns_sec_name(enum dns_sec s);

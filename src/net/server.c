@@ -232,6 +232,8 @@ static int open_resolver(struct server *srv)
             .nanchors = c->ndns_trust_anchors,
         };
         r = dns_unbound_open(srv->base, &o, srv->dns, &err);
+        if (r == 0)
+            dns_cache_wrap(srv->dns, 50000, 3600, 60);
     }
     if (r < 0) {
         log_kv(MW_LOG_ERROR, "startup", "error", buf_ptr(&err), NULL);
