@@ -16,6 +16,8 @@ static const struct {
     { "serve", cli_serve, "run the SMTP daemon in the foreground" },
     { "spf", cli_spf, "evaluate SPF for an IP, sender and HELO name" },
     { "check", cli_check, "diagnostics: DNS lookups with their DNSSEC state" },
+    { "dkim", cli_dkim, "DKIM keys and signing: keygen, sign" },
+    { "verify", cli_verify, "check a message: prints an Authentication-Results header" },
 };
 
 static void usage(FILE *f)

@@ -9,5 +9,7 @@
 int cli_serve(int argc, char **argv);
 int cli_spf(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_dkim(int argc, char **argv);
+int cli_verify(int argc, char **argv);
 
 #endif

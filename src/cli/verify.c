@@ -1,0 +1,250 @@
+/*
+ * cli/verify - `mailwarden verify`: check a message, print one
+ * Authentication-Results header field (RFC 8601).
+ *
+ *   mailwarden verify [--authserv-id ID] [--time T]
+ *                     [--client-ip IP --helo NAME [--mail-from ADDR]]
+ *                     [DNS options] < message
+ *
+ *   DNS options as for `mailwarden spf`: --dns-zone FILE, or libunbound
+ *   with [--dns-forwarder IP[@PORT]]... [--trust-anchor-file FILE|none]
+ *   [--trust-anchor "RR"]...
+ *
+ * One dkim entry per DKIM-Signature (header.d, header.s, header.b, header.a,
+ * header.i: i= or its default "@" d), "dkim=none" when there is none; with
+ * --client-ip and --helo also spf (smtp.mailfrom, smtp.helo) via spf_check.
+ * The message is read as bytes, bare LF becomes CRLF. The authserv-id
+ * defaults to the host name; --time to the clock.
+ *
+ * Exit: 0 evaluated (whatever the results); 64 bad usage; 65 unreadable
+ * message; 78 zone file error or unusable resolver set-up.
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cli/cli.h"
+#include "core/buf.h"
+#include "core/str.h"
+#include "core/xmalloc.h"
+#include "dkim/dkim.h"
+#include "dns/dns.h"
+#include "dns/unbound.h"
+#include "msg/authres.h"
+#include "spf/spf.h"
+
+#define MAX_MSG ((size_t)256 << 20)
+
+struct verify_args {
+    const char *zone, *anchor_file, *authserv, *ip, *helo, *mail_from;
+    const char **fwd, **anchors;
+    size_t nfwd, nanchors;
+    uint64_t now;
+};
+
+struct run {
+    struct dns_resolver r;
+    struct event_base *base;
+    bool done;
+    struct authres ar;
+    const struct verify_args *a;
+};
+
+static void usage(FILE *f)
+{
+    fputs("usage: mailwarden verify [--authserv-id ID] [--time T]\n"
+          "           [--client-ip IP --helo NAME [--mail-from ADDR]]\n"
+          "           [--dns-zone FILE | [--dns-forwarder IP[@PORT]]...\n"
+          "           [--trust-anchor-file FILE|none] [--trust-anchor \"RR\"]...] < msg\n",
+          f);
+}
+
+static void add_opt(const char ***v, size_t *n, const char *s)
+{
+    *v = xreallocarray(*v, *n + 1, sizeof(**v));
+    (*v)[(*n)++] = s;
+}
+
+static const char *check_args(const struct verify_args *a)
+{
+    unsigned char b[16];
+    if ((a->ip != NULL) != (a->helo != NULL) || (a->mail_from != NULL && a->ip == NULL))
+        return "--client-ip and --helo go together (--mail-from needs them)";
+    if (a->ip != NULL && inet_pton(AF_INET, a->ip, b) != 1 && inet_pton(AF_INET6, a->ip, b) != 1)
+        return "--client-ip is not an IPv4 or IPv6 address";
+    if (a->zone != NULL && (a->nfwd || a->nanchors || a->anchor_file))
+        return "--dns-zone answers alone; it takes no forwarder or trust anchor";
+    return NULL;
+}
+
+/* 0 ok, -1 usage error (reported), 1 help printed. */
+static int parse_args(int argc, char **argv, struct verify_args *a)
+{
+    static const struct option opts[] = {
+        { "dns-zone", required_argument, NULL, 'z' },   { "dns-forwarder", required_argument, NULL, 'f' },
+        { "trust-anchor-file", required_argument, NULL, 'F' },
+        { "trust-anchor", required_argument, NULL, 'T' },
+        { "authserv-id", required_argument, NULL, 'A' }, { "time", required_argument, NULL, 't' },
+        { "client-ip", required_argument, NULL, 'i' },  { "helo", required_argument, NULL, 'H' },
+        { "mail-from", required_argument, NULL, 'm' },  { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'z': a->zone = optarg; break;
+        case 'f': add_opt(&a->fwd, &a->nfwd, optarg); break;
+        case 'F': a->anchor_file = strcmp(optarg, "none") == 0 ? "" : optarg; break;
+        case 'T': add_opt(&a->anchors, &a->nanchors, optarg); break;
+        case 'A': a->authserv = optarg; break;
+        case 'i': a->ip = optarg; break;
+        case 'H': a->helo = optarg; break;
+        case 'm': a->mail_from = optarg; break;
+        case 't':
+            if (str_to_u64(optarg, strlen(optarg), (uint64_t)1 << 40, &a->now) < 0)
+                return fputs("mailwarden verify: bad --time\n", stderr), -1;
+            break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return -1;
+        }
+    }
+    const char *bad = optind != argc ? "unexpected argument" : check_args(a);
+    if (bad != NULL) {
+        fprintf(stderr, "mailwarden verify: %s\n", bad);
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_resolver(const struct verify_args *a, struct run *run)
+{
+    struct buf err = { 0 };
+    int rc;
+    if (a->zone != NULL) {
+        rc = dns_zone_open(a->zone, &run->r, &err);
+    } else {
+        run->base = event_base_new();
+        if (run->base == NULL) {
+            fputs("mailwarden verify: cannot create an event loop\n", stderr);
+            return EX_OSERR;
+        }
+        struct dns_unbound_opts o = {
+            .forwarders = a->fwd, .nforwarders = a->nfwd, .trust_anchor_file = a->anchor_file,
+            .trust_anchors = a->anchors, .nanchors = a->nanchors,
+        };
+        rc = dns_unbound_open(run->base, &o, &run->r, &err);
+    }
+    if (rc < 0)
+        fprintf(stderr, "mailwarden verify: %s\n", buf_ptr(&err));
+    buf_free(&err);
+    return rc < 0 ? EX_CONFIG : EX_OK;
+}
+
+static int read_message(FILE *in, struct buf *b)
+{
+    char chunk[65536];
+    size_t n;
+    char prev = '\0';
+    while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (chunk[i] == '\n' && prev != '\r')
+                buf_append_byte(b, '\r');
+            buf_append_byte(b, chunk[i]);
+            prev = chunk[i];
+        }
+        if (buf_size(b) > MAX_MSG)
+            return -1;
+    }
+    return ferror(in) ? -1 : 0;
+}
+
+static void finished(struct run *run)
+{
+    run->done = true;
+    if (run->base != NULL)
+        event_base_loopbreak(run->base);
+}
+
+static void wait_done(struct run *run)
+{
+    while (!run->done && run->base != NULL)
+        event_base_loop(run->base, EVLOOP_ONCE);
+    run->done = false;
+}
+
+static void on_dkim(void *arg, const struct dkim_sig_result *res, size_t n)
+{
+    struct run *run = arg;
+    dkim_authres(&run->ar, res, n);
+    finished(run);
+}
+
+static void on_spf(void *arg, const struct spf_outcome *o)
+{
+    struct run *run = arg;
+    authres_method(&run->ar, "spf", spf_result_name(o->result), o->reason);
+    if (run->a->mail_from != NULL && run->a->mail_from[0] != '\0')
+        authres_prop(&run->ar, "smtp", "mailfrom", run->a->mail_from);
+    authres_prop(&run->ar, "smtp", "helo", run->a->helo);
+    finished(run);
+}
+
+static void evaluate(struct run *run, const struct verify_args *a, const struct buf *msg)
+{
+    char host[256] = "localhost";
+    if (a->authserv == NULL && gethostname(host, sizeof(host) - 1) < 0)
+        str_lcpy(host, "localhost", sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    authres_begin(&run->ar, a->authserv != NULL ? a->authserv : host);
+    struct dkim_verify_opts o = { .now = a->now };
+    dkim_verify_opt(&run->r, buf_ptr(msg), buf_size(msg), &o, on_dkim, run);
+    wait_done(run);
+    if (a->ip != NULL) {
+        struct spf_request req = {
+            .ip = a->ip, .sender = a->mail_from != NULL ? a->mail_from : "", .helo = a->helo,
+            .receiver = a->authserv != NULL ? a->authserv : host, .now = a->now,
+        };
+        spf_check(&run->r, &req, on_spf, run);
+        wait_done(run);
+    }
+    struct buf out = { 0 };
+    authres_end(&run->ar, &out);
+    fwrite(buf_ptr(&out), 1, buf_size(&out), stdout);
+    buf_free(&out);
+}
+
+int cli_verify(int argc, char **argv)
+{
+    struct verify_args a = { 0 };
+    struct buf msg = { 0 };
+    int rc = parse_args(argc, argv, &a);
+    if (rc != 0) {
+        xfree(a.fwd);
+        xfree(a.anchors);
+        return rc > 0 ? EX_OK : EX_USAGE;
+    }
+    struct run run = { .a = &a };
+    if (read_message(stdin, &msg) < 0) {
+        fputs("mailwarden verify: cannot read the message\n", stderr);
+        rc = EX_DATAERR;
+    } else {
+        rc = open_resolver(&a, &run);
+        if (rc == EX_OK) {
+            evaluate(&run, &a, &msg);
+            dns_close(&run.r);
+        }
+    }
+    if (run.base != NULL)
+        event_base_free(run.base);
+    buf_free(&msg);
+    xfree(a.fwd);
+    xfree(a.anchors);
+    return rc;
+}
