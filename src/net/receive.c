@@ -1,10 +1,12 @@
 /*
  * receive.c - from a complete SMTP transaction to a durable queue file.
  *
- * On the loop: take the envelope, build the Received header (RFC 5321
- * 4.4), pick a queue id. On a worker: queue_commit() (fsync'd file and
- * directory). Back on the loop: only now answer 250 with the queue id, and
- * hand the message to delivery. The session holds the body untouched while
+ * On the loop: take the envelope and pick a queue id; verify every DKIM
+ * signature (key lookups over the resolver, possibly completing later);
+ * then prepend Authentication-Results (SPF from MAIL, DKIM), Received-SPF
+ * and the Received header (RFC 5321 4.4). On a worker: queue_commit()
+ * (fsync'd file and directory). Back on the loop: only now answer 250 with
+ * the queue id, and hand the message to delivery. The session holds the body untouched while
  * it waits, so the worker reads it in place.
  */
 #include <errno.h>
@@ -15,6 +17,8 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
+#include "dkim/dkim.h"
+#include "msg/authres.h"
 #include "net/conn.h"
 #include "spf/spf.h"
 
@@ -29,6 +33,7 @@ struct commit_job {
     char *spf;          /* "<result> <domain>" for the envelope */
     time_t arrival;
     const struct buf *body;
+    struct buf stripped;   /* the body without forged Authentication-Results */
     int result;
 };
 
@@ -55,6 +60,18 @@ static void build_received(struct commit_job *j, struct conn *c, const struct sm
     if (t->nrcpt == 1)
         buf_printf(b, "\r\n\tfor <%s>", j->rcpts[0]);
     buf_printf(b, "; %s\r\n", date);
+}
+
+static void commit_job_free(struct commit_job *j)
+{
+    buf_free(&j->received);
+    buf_free(&j->stripped);
+    for (size_t i = 0; i < j->nrcpt; i++)
+        xfree(j->rcpts[i]);
+    xfree(j->rcpts);
+    xfree(j->from);
+    xfree(j->spf);
+    xfree(j);
 }
 
 static void commit_work(void *arg)
@@ -100,15 +117,64 @@ static void commit_done(void *arg)
         if (!c->dead)
             smtp_session_answer(c->sess, 451, "4.3.0", "Error: queue file write error, try again later");
     }
-    buf_free(&j->received);
-    for (size_t i = 0; i < j->nrcpt; i++)
-        xfree(j->rcpts[i]);
-    xfree(j->rcpts);
-    xfree(j->from);
-    xfree(j->spf);
-    xfree(j);
+    commit_job_free(j);
     conn_pump(c);
     conn_job_done(c);
+}
+
+
+/* One Authentication-Results field (RFC 8601) under our host name: SPF as
+ * decided at MAIL, and every DKIM signature. */
+static void add_authres(struct commit_job *j, struct conn *c, const struct dkim_sig_result *res,
+                        size_t n)
+{
+    struct authres ar;
+    authres_begin(&ar, c->conf->hostname);
+    if (c->spf_header) {
+        authres_method(&ar, "spf", spf_result_name((enum spf_result)c->spf_result), NULL);
+        if (j->from[0] != '\0')
+            authres_prop(&ar, "smtp", "mailfrom", j->from);
+        authres_prop(&ar, "smtp", "helo", smtp_session_helo(c->sess));
+    }
+    dkim_authres(&ar, res, n);
+    authres_end(&ar, &j->received);
+}
+
+static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
+{
+    struct commit_job *j = arg;
+    struct conn *c = j->c;
+    if (c->dead) {
+        /* The client left before its 250: it will send again; queue nothing. */
+        commit_job_free(j);
+        conn_job_done(c);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct log_line l;
+        log_begin(&l, MW_LOG_INFO, "dkim");
+        log_str(&l, "session", c->id);
+        log_str(&l, "domain", res[k].d);
+        log_str(&l, "selector", res[k].s);
+        log_str(&l, "result", dkim_result_name(res[k].result));
+        log_str(&l, "reason", res[k].reason);
+        log_end(&l);
+    }
+    /* Only we speak for our authserv-id: drop any such field the message
+     * arrived with before adding ours (RFC 8601 5). */
+    size_t forged = authres_strip_ours(buf_ptr(j->body), buf_size(j->body), c->conf->hostname,
+                                       &j->stripped);
+    if (forged > 0) {
+        j->body = &j->stripped;
+        struct log_line l;
+        log_begin(&l, MW_LOG_WARN, "authres_removed");
+        log_str(&l, "session", c->id);
+        log_u64(&l, "fields", forged);
+        log_end(&l);
+    }
+    add_authres(j, c, res, n);
+    build_received(j, c, smtp_session_txn(c->sess));
+    worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
 }
 
 void receive_message(struct conn *c)
@@ -143,7 +209,8 @@ void receive_message(struct conn *c)
         j->spf = spf.data;
     }
     id_new(j->id);
-    build_received(j, c, t);
     c->jobs++;
-    worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
+    /* DKIM needs the message as the client sent it: verify before our
+     * trace fields exist. Key lookups may complete later, from the loop. */
+    dkim_verify(c->srv->dns, buf_ptr(&t->body), buf_size(&t->body), j->arrival, dkim_done, j);
 }

@@ -237,7 +237,14 @@ class Delivered:
         assert m, f"{path}: second line is not Delivered-To: {data[pos:pos + 200]!r}"
         self.delivered_to = m.group(1).decode("utf-8", "replace")
         pos = m.end()
-        # Received-SPF (RFC 7208 9.1) stands above our Received field.
+        # Our Authentication-Results (RFC 8601) comes first...
+        m = re.compile(rb"Authentication-Results: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*").match(data, pos)
+        self.authres_raw = m.group(0) if m else b""
+        self.authres = (re.sub(r"\r\n[ \t]+", " ", m.group(0).decode("utf-8", "replace")).strip()
+                        if m else None)
+        if m:
+            pos = m.end()
+        # ...then Received-SPF (RFC 7208 9.1), above our Received field.
         m = re.compile(rb"Received-SPF: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*").match(data, pos)
         self.received_spf_raw = m.group(0) if m else b""
         self.received_spf = (re.sub(r"\r\n[ \t]+", " ", m.group(0).decode("utf-8", "replace")).strip()

@@ -54,7 +54,7 @@ def test_smtplib_message_delivered_exactly(daemon):
     # everything after the trace headers is exactly what was sent
     assert d.message == msg
     assert d.raw == (b"Return-Path: <sender@example.net>\r\nDelivered-To: user@localhost\r\n"
-                     + d.received_spf_raw + d.received_raw + msg)
+                     + d.authres_raw + d.received_spf_raw + d.received_raw + msg)
 
     # the log tells the story keyed by queue id
     daemon.wait_log(lambda l: "event=queued" in l and f"queue={qid}" in l, what="event=queued")
