@@ -74,6 +74,15 @@ static int num_arg(const char *s, uint64_t max, uint64_t *out)
     return str_to_u64(s, strlen(s), max, out);
 }
 
+/* The long name of the option whose value is ch. */
+static const char *opts_name(const struct option *o, int ch)
+{
+    for (; o->name != NULL; o++)
+        if (o->val == ch)
+            return o->name;
+    return "?";
+}
+
 /* 0 ok, -1 usage error (reported), 1 help printed. */
 static int parse_args(int argc, char **argv, struct dkim_args *a)
 {
@@ -106,7 +115,8 @@ static int parse_args(int argc, char **argv, struct dkim_args *a)
         default: usage(stderr); return -1;
         }
         if (bad < 0) {
-            fprintf(stderr, "mailwarden dkim: bad value for --%s\n", argv[optind - 1] + 2);
+            fprintf(stderr, "mailwarden dkim: bad value for --%s: %s\n", opts_name(opts, ch),
+                    optarg);
             return -1;
         }
     }

@@ -134,16 +134,19 @@ static void body_line(enum dkim_canon c, const char *p, size_t len, struct buf *
     } else {
         while (len > 0 && wsp(p[len - 1]))
             len--;
-        bool space = false;
-        for (size_t i = 0; i < len; i++) {
-            if (wsp(p[i])) {
-                space = true;
-                continue;
-            }
-            if (space)
-                buf_append_byte(out, ' ');
-            space = false;
-            buf_append_byte(out, p[i]);
+        /* Copy runs of non-WSP whole; each WSP run becomes one space. */
+        size_t i = 0;
+        while (i < len) {
+            size_t run = i;
+            while (run < len && !wsp(p[run]))
+                run++;
+            buf_append(out, p + i, run - i);
+            if (run == len)
+                break;
+            while (run < len && wsp(p[run]))
+                run++;
+            buf_append_byte(out, ' ');
+            i = run;
         }
     }
     buf_append(out, "\r\n", 2);
@@ -162,6 +165,7 @@ void dkim_canon_body(enum dkim_canon c, const char *p, size_t len, struct buf *o
 {
     size_t i = 0, empties = 0;
     bool any = false;
+    buf_reserve(out, len + 2);  /* never longer than the input plus a CRLF */
     while (i < len) {
         size_t e = line_end(p, len, i), ce = strip_cr(p, i, e);
         if (line_empty(c, p + i, ce - i)) {
