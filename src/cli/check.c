@@ -210,33 +210,16 @@ static int parse_dns_args(int argc, char **argv, struct dns_args *a)
 
 static int run_lookup(const struct dns_args *a)
 {
-    struct buf err = { 0 };
     struct dns_resolver r;
     struct lookup l = { .name = a->name };
-    int rc;
-    if (a->zone != NULL) {
-        rc = dns_zone_open(a->zone, &r, &err);
-    } else {
-        l.base = event_base_new();
-        if (l.base == NULL) {
-            fputs("mailwarden check dns: cannot create an event loop\n", stderr);
-            return EX_OSERR;
-        }
-        struct dns_unbound_opts o = {
-            .forwarders = a->fwd, .nforwarders = a->nfwd,
-            .trust_anchor_file = a->anchor_file,
-            .trust_anchors = a->anchors, .nanchors = a->nanchors,
-        };
-        rc = dns_unbound_open(l.base, &o, &r, &err);
-    }
-    if (rc < 0) {
-        fprintf(stderr, "mailwarden check dns: %s\n", buf_ptr(&err));
-        buf_free(&err);
-        if (l.base)
-            event_base_free(l.base);
-        return EX_CONFIG;
-    }
-    buf_free(&err);
+    struct dns_unbound_opts o = {
+        .forwarders = a->fwd, .nforwarders = a->nfwd, .trust_anchor_file = a->anchor_file,
+        .trust_anchors = a->anchors, .nanchors = a->nanchors,
+    };
+    /* No cache: this command shows what the resolver answers now. */
+    int rc = cli_open_resolver("check dns", a->zone, &o, false, &l.base, &r);
+    if (rc != EX_OK)
+        return rc;
     dns_resolve(&r, a->name, a->type, print_answer, &l);
     if (!l.done && l.base != NULL)
         event_base_dispatch(l.base);

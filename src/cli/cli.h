@@ -6,10 +6,22 @@
 #ifndef MW_CLI_CLI_H
 #define MW_CLI_CLI_H
 
+#include <stdbool.h>
+
+struct event_base;
+struct dns_resolver;
+struct dns_unbound_opts;
+
 int cli_serve(int argc, char **argv);
 int cli_spf(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_dkim(int argc, char **argv);
 int cli_verify(int argc, char **argv);
+
+/* The resolver for a DNS-using command: the zone file if zone is given,
+ * else libunbound with o on a new *base (NULL for a zone), with an answer
+ * cache if asked. EX_OK, or EX_CONFIG/EX_OSERR after printing why. */
+int cli_open_resolver(const char *prog, const char *zone, const struct dns_unbound_opts *o,
+                      bool cache, struct event_base **base, struct dns_resolver *r);
 
 #endif

@@ -143,28 +143,12 @@ static int parse_args(int argc, char **argv, struct spf_args *a)
 
 static int open_resolver(const struct spf_args *a, struct run *run)
 {
-    struct buf err = { 0 };
-    int rc;
-    if (a->zone != NULL) {
-        rc = dns_zone_open(a->zone, &run->r, &err);
-    } else {
-        run->base = event_base_new();
-        if (run->base == NULL) {
-            fputs("mailwarden spf: cannot create an event loop\n", stderr);
-            return EX_OSERR;
-        }
-        struct dns_unbound_opts o = {
-            .forwarders = a->fwd, .nforwarders = a->nfwd, .trust_anchor_file = a->anchor_file,
-            .trust_anchors = a->anchors, .nanchors = a->nanchors,
-        };
-        rc = dns_unbound_open(run->base, &o, &run->r, &err);
-        if (rc == 0)  /* batches repeat lookups: answer them in-process */
-            dns_cache_wrap(&run->r, 50000, 3600, 60);
-    }
-    if (rc < 0)
-        fprintf(stderr, "mailwarden spf: %s\n", buf_ptr(&err));
-    buf_free(&err);
-    return rc < 0 ? EX_CONFIG : EX_OK;
+    struct dns_unbound_opts o = {
+        .forwarders = a->fwd, .nforwarders = a->nfwd, .trust_anchor_file = a->anchor_file,
+        .trust_anchors = a->anchors, .nanchors = a->nanchors,
+    };
+    /* batches repeat lookups: answer them in-process */
+    return cli_open_resolver("spf", a->zone, &o, true, &run->base, &run->r);
 }
 
 static void print_verbose(const struct spf_outcome *o, const struct spf_request *req)

@@ -125,26 +125,11 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 
 static int open_resolver(const struct verify_args *a, struct run *run)
 {
-    struct buf err = { 0 };
-    int rc;
-    if (a->zone != NULL) {
-        rc = dns_zone_open(a->zone, &run->r, &err);
-    } else {
-        run->base = event_base_new();
-        if (run->base == NULL) {
-            fputs("mailwarden verify: cannot create an event loop\n", stderr);
-            return EX_OSERR;
-        }
-        struct dns_unbound_opts o = {
-            .forwarders = a->fwd, .nforwarders = a->nfwd, .trust_anchor_file = a->anchor_file,
-            .trust_anchors = a->anchors, .nanchors = a->nanchors,
-        };
-        rc = dns_unbound_open(run->base, &o, &run->r, &err);
-    }
-    if (rc < 0)
-        fprintf(stderr, "mailwarden verify: %s\n", buf_ptr(&err));
-    buf_free(&err);
-    return rc < 0 ? EX_CONFIG : EX_OK;
+    struct dns_unbound_opts o = {
+        .forwarders = a->fwd, .nforwarders = a->nfwd, .trust_anchor_file = a->anchor_file,
+        .trust_anchors = a->anchors, .nanchors = a->nanchors,
+    };
+    return cli_open_resolver("verify", a->zone, &o, true, &run->base, &run->r);
 }
 
 static int read_message(FILE *in, struct buf *b)
