@@ -7,6 +7,10 @@
 #define MW_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/buf.h"
 
 struct event_base;
 struct dns_resolver;
@@ -23,5 +27,8 @@ int cli_verify(int argc, char **argv);
  * cache if asked. EX_OK, or EX_CONFIG/EX_OSERR after printing why. */
 int cli_open_resolver(const char *prog, const char *zone, const struct dns_unbound_opts *o,
                       bool cache, struct event_base **base, struct dns_resolver *r);
+/* A message from in into b, bare LF turned into CRLF; -1 on a read error
+ * or when it grows past max bytes. */
+int cli_read_message(FILE *in, size_t max, struct buf *b);
 
 #endif

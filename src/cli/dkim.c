@@ -50,25 +50,6 @@ static void usage(FILE *f)
           f);
 }
 
-/* stdin into b with bare LF turned into CRLF; 0 or -1. */
-static int read_message(FILE *in, struct buf *b)
-{
-    char chunk[65536];
-    size_t n;
-    char prev = '\0';
-    while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (chunk[i] == '\n' && prev != '\r')
-                buf_append_byte(b, '\r');
-            buf_append_byte(b, chunk[i]);
-            prev = chunk[i];
-        }
-        if (buf_size(b) > MAX_MSG)
-            return -1;
-    }
-    return ferror(in) ? -1 : 0;
-}
-
 static int num_arg(const char *s, uint64_t max, uint64_t *out)
 {
     return str_to_u64(s, strlen(s), max, out);
@@ -175,7 +156,7 @@ static int sign(const struct dkim_args *a)
     } else if ((k = dkim_key_load_pem(buf_ptr(&pem), buf_size(&pem), &err)) == NULL) {
         fprintf(stderr, "mailwarden dkim: %s: %s\n", a->key, buf_ptr(&err));
         rc = EX_DATAERR;
-    } else if (read_message(stdin, &msg) < 0) {
+    } else if (cli_read_message(stdin, MAX_MSG, &msg) < 0) {
         fputs("mailwarden dkim: cannot read the message\n", stderr);
         rc = EX_DATAERR;
     } else {

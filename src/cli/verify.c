@@ -132,24 +132,6 @@ static int open_resolver(const struct verify_args *a, struct run *run)
     return cli_open_resolver("verify", a->zone, &o, true, &run->base, &run->r);
 }
 
-static int read_message(FILE *in, struct buf *b)
-{
-    char chunk[65536];
-    size_t n;
-    char prev = '\0';
-    while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0) {
-        for (size_t i = 0; i < n; i++) {
-            if (chunk[i] == '\n' && prev != '\r')
-                buf_append_byte(b, '\r');
-            buf_append_byte(b, chunk[i]);
-            prev = chunk[i];
-        }
-        if (buf_size(b) > MAX_MSG)
-            return -1;
-    }
-    return ferror(in) ? -1 : 0;
-}
-
 static void finished(struct run *run)
 {
     run->done = true;
@@ -216,7 +198,7 @@ int cli_verify(int argc, char **argv)
         return rc > 0 ? EX_OK : EX_USAGE;
     }
     struct run run = { .a = &a };
-    if (read_message(stdin, &msg) < 0) {
+    if (cli_read_message(stdin, MAX_MSG, &msg) < 0) {
         fputs("mailwarden verify: cannot read the message\n", stderr);
         rc = EX_DATAERR;
     } else {

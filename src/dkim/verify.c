@@ -39,6 +39,8 @@ struct vsig {
 };
 
 struct dkim_verify {
+    dkim_done_cb done;   /* dkim_verify_opt(): whom to tell */
+    void *done_arg;
     struct vsig sig[DKIM_MAX_SIGS];
     struct dkim_sig_result res[DKIM_MAX_SIGS];
     size_t n, cur;
@@ -464,56 +466,36 @@ const char *dkim_result_name(enum dkim_result r)
 
 /* ---- the driver over dns/ -------------------------------------------------- */
 
-struct dkim_check {
-    struct dns_resolver *r;
-    struct dkim_verify *v;
-    dkim_done_cb done;
-    void *arg;
-    bool looping, answered;
-};
-
-static void drive(struct dkim_check *c);
-
-static void check_answer(void *arg, const struct dns_answer *ans)
+static bool step_next(void *ev, const char **name, enum dns_type *type)
 {
-    struct dkim_check *c = arg;
-    dkim_verify_answer(c->v, ans);
-    c->answered = true;
-    if (!c->looping)
-        drive(c);
+    return dkim_verify_step(ev, name, type) == DKIM_STEP_DNS;
 }
 
-static void drive(struct dkim_check *c)
+static void step_answer(void *ev, const struct dns_answer *ans)
 {
-    c->looping = true;
-    for (;;) {
-        const char *name;
-        enum dns_type type;
-        if (dkim_verify_step(c->v, &name, &type) == DKIM_STEP_DONE)
-            break;
-        c->answered = false;
-        dns_resolve(c->r, name, type, check_answer, c);
-        if (!c->answered) {
-            c->looping = false;
-            return;
-        }
-    }
+    dkim_verify_answer(ev, ans);
+}
+
+static void step_finish(void *ev)
+{
+    struct dkim_verify *v = ev;
     size_t n;
-    const struct dkim_sig_result *res = dkim_verify_results(c->v, &n);
-    c->done(c->arg, res, n);
-    dkim_verify_free(c->v);
-    xfree(c);
+    const struct dkim_sig_result *res = dkim_verify_results(v, &n);
+    v->done(v->done_arg, res, n);
+    dkim_verify_free(v);
 }
+
+static const struct dns_stepper dkim_stepper = {
+    .next = step_next, .answer = step_answer, .finish = step_finish,
+};
 
 void dkim_verify_opt(struct dns_resolver *r, const char *msg, size_t len,
                      const struct dkim_verify_opts *o, dkim_done_cb done, void *arg)
 {
-    struct dkim_check *c = xcalloc(1, sizeof(*c));
-    c->r = r;
-    c->v = dkim_verify_new(msg, len, o);
-    c->done = done;
-    c->arg = arg;
-    drive(c);
+    struct dkim_verify *v = dkim_verify_new(msg, len, o);
+    v->done = done;
+    v->done_arg = arg;
+    dns_drive(r, &dkim_stepper, v);
 }
 
 void dkim_verify(struct dns_resolver *r, const char *msg, size_t len, time_t now,

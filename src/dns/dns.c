@@ -101,6 +101,51 @@ void dns_resolve(struct dns_resolver *r, const char *name, enum dns_type type, d
     r->ops->resolve(r->impl, name, type, cb, arg);
 }
 
+struct drive {
+    struct dns_resolver *r;
+    const struct dns_stepper *s;
+    void *ev;
+    bool looping;   /* drive_loop() is on the stack */
+    bool answered;  /* the question out has its answer */
+};
+
+static void drive_loop(struct drive *d);
+
+static void drive_answer(void *arg, const struct dns_answer *ans)
+{
+    struct drive *d = arg;
+    d->s->answer(d->ev, ans);
+    d->answered = true;
+    if (!d->looping)    /* asynchronous answer: resume; a synchronous one */
+        drive_loop(d);  /* is picked up by the loop below, no recursion */
+}
+
+static void drive_loop(struct drive *d)
+{
+    d->looping = true;
+    const char *name;
+    enum dns_type type;
+    while (d->s->next(d->ev, &name, &type)) {
+        d->answered = false;
+        dns_resolve(d->r, name, type, drive_answer, d);
+        if (!d->answered) {
+            d->looping = false;
+            return;
+        }
+    }
+    d->s->finish(d->ev);
+    xfree(d);
+}
+
+void dns_drive(struct dns_resolver *r, const struct dns_stepper *s, void *ev)
+{
+    struct drive *d = xcalloc(1, sizeof(*d));
+    d->r = r;
+    d->s = s;
+    d->ev = ev;
+    drive_loop(d);
+}
+
 static bool plain_byte(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -96,6 +96,18 @@ void dns_close(struct dns_resolver *r);
 /* Zone file backend: returns 0, or -1 with "file:line: what" in err. */
 int dns_zone_open(const char *path, struct dns_resolver *out, struct buf *err);
 
+/* Driving an evaluator that does no I/O (SPF, DKIM, later DMARC and ARC):
+ * next() hands out its next question (true) or says it is done (false);
+ * answer() takes the answer; finish() reports and frees the evaluator.
+ * dns_drive() runs it over r, whether answers come before dns_resolve()
+ * returns or later from the loop, without recursion; finish runs once. */
+struct dns_stepper {
+    bool (*next)(void *ev, const char **name, enum dns_type *type);
+    void (*answer)(void *ev, const struct dns_answer *ans);
+    void (*finish)(void *ev);
+};
+void dns_drive(struct dns_resolver *r, const struct dns_stepper *s, void *ev);
+
 /* Put an answer cache in front of r (dns/cache.c): answers are kept for
  * their TTL (at most max_ttl s), NXDOMAIN/NODATA for neg_ttl s; failures
  * and bogus answers are never kept. Closing r closes the inner backend. */

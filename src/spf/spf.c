@@ -55,6 +55,8 @@ struct frame {
 };
 
 struct spf_eval {
+    spf_done_cb report;  /* spf_check(): whom to tell */
+    void *report_arg;
     struct spf_ident id;     /* the request, and the macro values it gives */
     uint64_t now;
 
@@ -733,52 +735,31 @@ const struct spf_outcome *spf_eval_outcome(const struct spf_eval *e)
 
 /* ---- the driver over dns/ ------------------------------------------------ */
 
-struct spf_check {
-    struct dns_resolver *r;
-    struct spf_eval *e;
-    spf_done_cb done;
-    void *arg;
-    bool looping;   /* drive() is on the stack */
-    bool answered;  /* the question out has its answer */
+static bool step_next(void *ev, const char **name, enum dns_type *type)
+{
+    return spf_eval_step(ev, name, type) == SPF_STEP_DNS;
+}
+
+static void step_answer(void *ev, const struct dns_answer *ans)
+{
+    spf_eval_answer(ev, ans);
+}
+
+static void step_finish(void *ev)
+{
+    struct spf_eval *e = ev;
+    e->report(e->report_arg, spf_eval_outcome(e));
+    spf_eval_free(e);
+}
+
+static const struct dns_stepper spf_stepper = {
+    .next = step_next, .answer = step_answer, .finish = step_finish,
 };
-
-static void drive(struct spf_check *c);
-
-static void check_answer(void *arg, const struct dns_answer *ans)
-{
-    struct spf_check *c = arg;
-    spf_eval_answer(c->e, ans);
-    c->answered = true;
-    if (!c->looping)   /* asynchronous answer: resume; a synchronous one */
-        drive(c);      /* is picked up by the loop below, no recursion */
-}
-
-static void drive(struct spf_check *c)
-{
-    c->looping = true;
-    for (;;) {
-        const char *name;
-        enum dns_type type;
-        if (spf_eval_step(c->e, &name, &type) == SPF_STEP_DONE)
-            break;
-        c->answered = false;
-        dns_resolve(c->r, name, type, check_answer, c);
-        if (!c->answered) {
-            c->looping = false;
-            return;
-        }
-    }
-    c->done(c->arg, spf_eval_outcome(c->e));
-    spf_eval_free(c->e);
-    xfree(c);
-}
 
 void spf_check(struct dns_resolver *r, const struct spf_request *req, spf_done_cb done, void *arg)
 {
-    struct spf_check *c = xcalloc(1, sizeof(*c));
-    c->r = r;
-    c->e = spf_eval_new(req);
-    c->done = done;
-    c->arg = arg;
-    drive(c);
+    struct spf_eval *e = spf_eval_new(req);
+    e->report = done;
+    e->report_arg = arg;
+    dns_drive(r, &spf_stepper, e);
 }
