@@ -18,6 +18,8 @@ static const struct {
     { "check", cli_check, "diagnostics: DNS lookups with their DNSSEC state" },
     { "dkim", cli_dkim, "DKIM keys and signing: keygen, sign" },
     { "verify", cli_verify, "check a message: prints an Authentication-Results header" },
+    { "user", cli_user, "the user database: add, passwd, del, list" },
+    { "send", cli_send, "submit a message over TLS (also installed as sendmail)" },
 };
 
 static void usage(FILE *f)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <confuse.h>
@@ -25,11 +26,13 @@ static const char default_text[] =
     "    address = \"127.0.0.1\"\n"
     "    port = 5870\n"
     "    tls = \"starttls-required\"\n"
+    "    auth = true\n"
     "}\n"
     "listen submissions {\n"
     "    address = \"127.0.0.1\"\n"
     "    port = 4650\n"
     "    tls = \"implicit\"\n"
+    "    auth = true\n"
     "}\n";
 
 static const char *const tls_mode_names[] = { "none", "starttls", "starttls-required", "implicit" };
@@ -180,10 +183,63 @@ static int v_cert_section(cfg_t *cfg, cfg_opt_t *opt)
     return 0;
 }
 
+static int v_networks(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        const char *s = cfg_opt_getnstr(opt, i);
+        struct cidr net;
+        if (s == NULL || cidr_parse(s, &net) < 0) {
+            cfg_error(cfg, "%s: \"%s\" is not an address or network (e.g. 192.0.2.0/24)",
+                      cfg_opt_name(opt), s ? s : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "local@domain" or "@domain": the forms a user or a sender grant takes. */
+static bool grant_ok(const char *s, bool allow_domain)
+{
+    const char *at = strrchr(s, '@');
+    if (at == NULL || (at == s && !allow_domain) || at - s > 64)
+        return false;
+    for (const char *p = s; p < at; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '@')
+            return false;
+    return domain_ok(at + 1);
+}
+
+static int v_senders(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        const char *s = cfg_opt_getnstr(opt, i);
+        if (s == NULL || !grant_ok(s, true)) {
+            cfg_error(cfg, "senders: \"%s\" is not an address or @domain", s ? s : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int v_user_section(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        const char *t = cfg_title(cfg_opt_getnsec(opt, i));
+        if (t == NULL || !grant_ok(t, false)) {
+            cfg_error(cfg, "user \"%s\": the title must be the user's address", t ? t : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int v_unsigned(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 0, 1000000000L); }
+
 static cfg_opt_t listen_opts[] = {
     CFG_STR("address", "127.0.0.1", CFGF_NONE),
     CFG_INT("port", 25, CFGF_NONE),
     CFG_STR("tls", "starttls", CFGF_NONE),
+    CFG_BOOL("auth", cfg_false, CFGF_NONE),
     CFG_END(),
 };
 
@@ -198,6 +254,11 @@ static cfg_opt_t dns_opts[] = {
     CFG_STR_LIST("forwarders", "{}", CFGF_NONE),
     CFG_STR("trust_anchor_file", "/usr/share/dns/root.key", CFGF_NONE),
     CFG_STR_LIST("trust_anchors", "{}", CFGF_NONE),
+    CFG_END(),
+};
+
+static cfg_opt_t user_opts[] = {
+    CFG_STR_LIST("senders", "{}", CFGF_NONE),
     CFG_END(),
 };
 
@@ -222,6 +283,15 @@ static cfg_opt_t root_opts[] = {
     CFG_BOOL("spf_reject_fail", cfg_false, CFGF_NONE),
     CFG_BOOL("spf_temperror_defer", cfg_false, CFGF_NONE),
     CFG_INT("spf_timeout", 20, CFGF_NONE),
+    CFG_STR("users_file", "", CFGF_NONE),
+    CFG_STR_LIST("relay_networks", "{}", CFGF_NONE),
+    CFG_INT("auth_failures", 5, CFGF_NONE),
+    CFG_INT("auth_backoff", 2, CFGF_NONE),
+    CFG_INT("auth_backoff_max", 3600, CFGF_NONE),
+    CFG_BOOL("sender_header_match", cfg_true, CFGF_NONE),
+    CFG_INT("max_connection_rate", 120, CFGF_NONE),
+    CFG_INT("max_message_rate", 120, CFGF_NONE),
+    CFG_SEC("user", user_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_END(),
 };
 
@@ -246,6 +316,14 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "certificate|cert_file", v_files);
     cfg_set_validate_func(cfg, "certificate|key_file", v_files);
     cfg_set_validate_func(cfg, "certificate", v_cert_section);
+    cfg_set_validate_func(cfg, "relay_networks", v_networks);
+    cfg_set_validate_func(cfg, "auth_failures", v_positive);
+    cfg_set_validate_func(cfg, "auth_backoff", v_positive);
+    cfg_set_validate_func(cfg, "auth_backoff_max", v_positive);
+    cfg_set_validate_func(cfg, "max_connection_rate", v_unsigned);
+    cfg_set_validate_func(cfg, "max_message_rate", v_unsigned);
+    cfg_set_validate_func(cfg, "user|senders", v_senders);
+    cfg_set_validate_func(cfg, "user", v_user_section);
 }
 
 static char *default_hostname(void)
@@ -276,6 +354,36 @@ static void free_strlist(char **v, size_t n)
     xfree(v);
 }
 
+static void lower_all(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        str_lower(v[i]);
+}
+
+static void build_access(cfg_t *cfg, struct mw_config *c)
+{
+    c->users_file = xstrdup(cfg_getstr(cfg, "users_file"));
+    c->nrelay_networks = cfg_size(cfg, "relay_networks");
+    c->relay_networks = xcalloc(c->nrelay_networks + 1, sizeof(*c->relay_networks));
+    for (size_t i = 0; i < c->nrelay_networks; i++)
+        (void)cidr_parse(cfg_getnstr(cfg, "relay_networks", (unsigned)i), &c->relay_networks[i]);
+    c->auth_failures = (unsigned)cfg_getint(cfg, "auth_failures");
+    c->auth_backoff = (unsigned)cfg_getint(cfg, "auth_backoff");
+    c->auth_backoff_max = (unsigned)cfg_getint(cfg, "auth_backoff_max");
+    c->sender_header_match = cfg_getbool(cfg, "sender_header_match");
+    c->max_connection_rate = (unsigned)cfg_getint(cfg, "max_connection_rate");
+    c->max_message_rate = (unsigned)cfg_getint(cfg, "max_message_rate");
+    c->ngrants = cfg_size(cfg, "user");
+    c->grants = xcalloc(c->ngrants + 1, sizeof(*c->grants));
+    for (size_t i = 0; i < c->ngrants; i++) {
+        cfg_t *u = cfg_getnsec(cfg, "user", (unsigned)i);
+        c->grants[i].user = xstrdup(cfg_title(u));
+        str_lower(c->grants[i].user);
+        c->grants[i].senders = copy_strlist(u, "senders", &c->grants[i].nsenders);
+        lower_all(c->grants[i].senders, c->grants[i].nsenders);
+    }
+}
+
 static void build(cfg_t *cfg, const char *source, struct mw_config *c)
 {
     c->refs = 1;
@@ -285,8 +393,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     str_lower(c->hostname);
     c->data_dir = xstrdup(cfg_getstr(cfg, "data_dir"));
     c->local_domains = copy_strlist(cfg, "local_domains", &c->nlocal);
-    for (size_t i = 0; i < c->nlocal; i++)
-        str_lower(c->local_domains[i]);
+    lower_all(c->local_domains, c->nlocal);
     c->max_message_size = (uint64_t)cfg_getint(cfg, "max_message_size");
     c->max_line_length = (unsigned)cfg_getint(cfg, "max_line_length");
     c->max_recipients = (unsigned)cfg_getint(cfg, "max_recipients");
@@ -306,6 +413,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
         c->listens[i].address = xstrdup(cfg_getstr(l, "address"));
         c->listens[i].port = (unsigned)cfg_getint(l, "port");
         c->listens[i].tls = (enum mw_tls_mode)tls_mode_parse(cfg_getstr(l, "tls"));
+        c->listens[i].auth = cfg_getbool(l, "auth");
     }
     cfg_t *dns = cfg_getsec(cfg, "dns");
     c->dns_zone_file = xstrdup(cfg_getstr(dns, "zone_file"));
@@ -315,6 +423,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->spf_reject_fail = cfg_getbool(cfg, "spf_reject_fail");
     c->spf_temperror_defer = cfg_getbool(cfg, "spf_temperror_defer");
     c->spf_timeout = (unsigned)cfg_getint(cfg, "spf_timeout");
+    build_access(cfg, c);
     c->ncert = cfg_size(cfg, "certificate");
     c->certs = xcalloc(c->ncert ? c->ncert : 1, sizeof(*c->certs));
     for (size_t i = 0; i < c->ncert; i++) {
@@ -410,6 +519,13 @@ void conf_unref(struct mw_config *c)
     xfree(c->dns_trust_anchor_file);
     free_strlist(c->dns_forwarders, c->ndns_forwarders);
     free_strlist(c->dns_trust_anchors, c->ndns_trust_anchors);
+    xfree(c->users_file);
+    xfree(c->relay_networks);
+    for (size_t i = 0; i < c->ngrants; i++) {
+        xfree(c->grants[i].user);
+        free_strlist(c->grants[i].senders, c->grants[i].nsenders);
+    }
+    xfree(c->grants);
     xfree(c);
 }
 
@@ -418,5 +534,29 @@ bool conf_is_local_domain(const struct mw_config *c, const char *domain)
     for (size_t i = 0; i < c->nlocal; i++)
         if (str_ieq(domain, strlen(domain), c->local_domains[i]))
             return true;
+    return false;
+}
+
+static bool addr_is(const char *grant, const char *local, const char *domain)
+{
+    const char *at = strrchr(grant, '@');
+    size_t llen = (size_t)(at - grant);
+    if (!str_ieq(domain, strlen(domain), at + 1))
+        return false;
+    return llen == 0 || (strlen(local) == llen && strncasecmp(local, grant, llen) == 0);
+}
+
+bool conf_sender_allowed(const struct mw_config *c, const char *user, const char *local,
+                         const char *domain)
+{
+    if (strchr(user, '@') && addr_is(user, local, domain))
+        return true;
+    for (size_t i = 0; i < c->ngrants; i++) {
+        if (strcasecmp(c->grants[i].user, user) != 0)
+            continue;
+        for (size_t k = 0; k < c->grants[i].nsenders; k++)
+            if (addr_is(c->grants[i].senders[k], local, domain))
+                return true;
+    }
     return false;
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/cidr.h"
 
 enum mw_tls_mode {
     MW_TLS_NONE,              /* plaintext only */
@@ -32,6 +33,16 @@ struct mw_listen {
     char *address;
     unsigned port;
     enum mw_tls_mode tls;
+    bool auth;                /* offer SMTP AUTH (only ever inside TLS) */
+};
+
+/* user ADDRESS { senders = {...} }: the envelope and header From addresses
+ * an authenticated user may use. "a@b" is one address, "@b" any address
+ * at domain b. A user may always use its own address. */
+struct mw_grant {
+    char *user;               /* lower case */
+    char **senders;           /* lower case */
+    size_t nsenders;
 };
 
 /* One certificate section: one or more cert/key pairs (e.g. RSA and ECDSA)
@@ -76,6 +87,18 @@ struct mw_config {
     bool spf_reject_fail;
     bool spf_temperror_defer;
     unsigned spf_timeout;     /* seconds for all of one check's lookups */
+    /* submission and access control */
+    char *users_file;         /* "": <data_dir>/users */
+    struct cidr *relay_networks;
+    size_t nrelay_networks;
+    unsigned auth_failures;   /* failed AUTHs per IP or account before back-off */
+    unsigned auth_backoff;    /* first back-off in seconds, doubled per failure */
+    unsigned auth_backoff_max;
+    bool sender_header_match; /* authenticated mail: header From must be granted too */
+    unsigned max_connection_rate; /* new connections per minute per IP; 0: no limit */
+    unsigned max_message_rate;    /* messages per minute per authenticated user; 0: no limit */
+    struct mw_grant *grants;
+    size_t ngrants;
 };
 
 /* path NULL: the embedded default. */
@@ -83,6 +106,9 @@ int conf_load(const char *path, struct mw_config **out, struct buf *err);
 struct mw_config *conf_ref(struct mw_config *c);
 void conf_unref(struct mw_config *c);
 bool conf_is_local_domain(const struct mw_config *c, const char *domain);
+/* May authenticated user `user` use the address local@domain as sender? */
+bool conf_sender_allowed(const struct mw_config *c, const char *user, const char *local,
+                         const char *domain);
 const char *conf_default_text(void);
 const char *conf_tls_mode_name(enum mw_tls_mode m);
 

@@ -8,7 +8,6 @@
  *                                     point into s. Duplicate names, bad
  *                                     names, empty tag-specs, non-VALCHAR
  *                                     bytes and > DKIM_MAX_TAGS are errors.
- *   dkim_b64_decode(s, n, out)        base64 with FWS anywhere; 0 or -1
  *   dkim_msg_split(msg, len, ...)     header fields (raw, without their final
  *                                     line break) and the body offset
  *   dkim_canon_header / _body         RFC 6376 3.4, appending to out
@@ -25,6 +24,7 @@
 
 #include <openssl/evp.h>
 
+#include "core/base64.h"
 #include "core/buf.h"
 #include "dkim/dkim.h"
 
@@ -46,8 +46,6 @@ struct dkim_tags {
 int dkim_tags_parse(const char *s, size_t n, struct dkim_tags *out, const char **why);
 const struct dkim_tag *dkim_tag_find(const struct dkim_tags *t, const char *name);
 bool dkim_tag_is(const struct dkim_tag *t, const char *lit);   /* case-insensitive value */
-int dkim_b64_decode(const char *s, size_t n, struct buf *out);
-void dkim_b64_encode(const void *p, size_t n, struct buf *out);
 
 struct dkim_hdr {
     const char *p;     /* start of the field */

@@ -71,7 +71,7 @@ struct dkim_key *dkim_key_load_pem(const char *text, size_t len, struct buf *err
     BIO_free(bio);
     if (pk == NULL) {
         struct buf raw = { 0 };
-        if (dkim_b64_decode(text, len, &raw) == 0 && buf_size(&raw) == 32)
+        if (b64_decode(text, len, B64_SKIP_WS, &raw) == 0 && buf_size(&raw) == 32)
             pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL,
                                               (const unsigned char *)buf_ptr(&raw), 32);
         buf_free(&raw);
@@ -137,7 +137,7 @@ void dkim_key_dns_record(const struct dkim_key *k, struct buf *out)
         if (EVP_PKEY_get_raw_public_key(k->pk, raw, &n) != 1)
             abort();
         buf_append_str(out, "v=DKIM1; k=ed25519; p=");
-        dkim_b64_encode(raw, n, out);
+        b64_encode(raw, n, out);
         return;
     }
     unsigned char *der = NULL;
@@ -145,7 +145,7 @@ void dkim_key_dns_record(const struct dkim_key *k, struct buf *out)
     if (n <= 0)
         abort();
     buf_append_str(out, "v=DKIM1; k=rsa; p=");
-    dkim_b64_encode(der, (size_t)n, out);
+    b64_encode(der, (size_t)n, out);
     OPENSSL_free(der);
 }
 
@@ -255,7 +255,7 @@ int dkim_keyrec_parse(const char *s, size_t n, struct dkim_keyrec *out, const ch
         return 0;
     }
     struct buf raw = { 0 };
-    if (dkim_b64_decode(p->val, p->val_len, &raw) == 0)
+    if (b64_decode(p->val, p->val_len, B64_SKIP_WS, &raw) == 0)
         out->pkey = decode_pub(out->type, &raw);
     buf_free(&raw);
     if (out->pkey == NULL)

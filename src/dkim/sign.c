@@ -148,7 +148,7 @@ static void body_hash(const struct dkim_sign_opts *o, const char *body, size_t l
     if (EVP_Digest(buf_ptr(&cb), buf_size(&cb), h, &hl, EVP_sha256(), NULL) != 1)
         abort();
     buf_free(&cb);
-    dkim_b64_encode(h, 32, out);
+    b64_encode(h, 32, out);
 }
 
 /* The field up to "b=" (no value), folded. */
@@ -186,7 +186,7 @@ static void write_tags(const struct dkim_sign_opts *o, const struct names *nm, c
 static void append_b(struct buf *out, const struct buf *sig)
 {
     struct buf b64 = { 0 };
-    dkim_b64_encode(buf_ptr(sig), buf_size(sig), &b64);
+    b64_encode(buf_ptr(sig), buf_size(sig), &b64);
     const char *last = memrchr(buf_ptr(out), '\n', buf_size(out));
     struct fold f = { out, last ? (size_t)(buf_ptr(out) + buf_size(out) - last - 1) : 0 };
     for (size_t i = 0; i < buf_size(&b64); i += 16) {

@@ -200,7 +200,7 @@ static int check_body(struct dkim_verify *v, size_t k, const struct dkim_tags *t
     if (get_num(t, "l", UINT64_MAX / 2, &l, &has_l) < 0)
         return set(v, k, DKIM_PERMERROR, "malformed l="), -1;
     const struct dkim_tag *g = dkim_tag_find(t, "bh");
-    int bad = dkim_b64_decode(g->val, g->val_len, &bh) < 0 || buf_size(&bh) != 32;
+    int bad = b64_decode(g->val, g->val_len, B64_SKIP_WS, &bh) < 0 || buf_size(&bh) != 32;
     if (bad) {
         buf_free(&bh);
         return set(v, k, DKIM_PERMERROR, "malformed bh="), -1;
@@ -340,7 +340,7 @@ static void prepare_sig(struct dkim_verify *v, size_t k, const struct dkim_hdr *
         return;
     }
     const struct dkim_tag *b = dkim_tag_find(&t, "b");
-    if (dkim_b64_decode(b->val, b->val_len, &v->sig[k].sig) < 0 || b->val_len == 0) {
+    if (b64_decode(b->val, b->val_len, B64_SKIP_WS, &v->sig[k].sig) < 0 || b->val_len == 0) {
         set(v, k, DKIM_PERMERROR, "malformed b=");
         return;
     }

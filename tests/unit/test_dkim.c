@@ -123,7 +123,7 @@ static void test_base64(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct buf b = { 0 };
-        assert_int_equal(dkim_b64_decode(cases[i].in, strlen(cases[i].in), &b), cases[i].rc);
+        assert_int_equal(b64_decode(cases[i].in, strlen(cases[i].in), B64_SKIP_WS, &b), cases[i].rc);
         if (cases[i].rc == 0)
             assert_string_equal(buf_ptr(&b), cases[i].out);
         buf_free(&b);

@@ -1,0 +1,52 @@
+/*
+ * header - RFC 5322 header fields of a message held in memory (CRLF lines),
+ * and the mailbox lists of From/Sender/To/Cc/Bcc.
+ *
+ * msg_next_field() walks the header one field at a time (a field is its
+ * first line plus every continuation line starting with space or tab) and
+ * stops at the empty line that ends the header, or at the end of the
+ * message. A line without a colon, or with a space before the colon, is
+ * malformed: it returns -1 (and *pos is past that line, so a caller may
+ * go on).
+ *
+ * msg_parse_mailbox_list() reads an address-list field value: display
+ * names, comments (nested), quoted strings and quoted local parts, angle
+ * addresses, group syntax ("undisclosed-recipients:;", "team: a@b, c@d;"),
+ * folding whitespace. It returns -1 for anything it cannot read as a list
+ * of mailboxes with domains; then *out is NULL and *count 0. The domain is
+ * in lower case, the local part as written (quotes removed).
+ *
+ *   msg_next_field(msg, n, &pos, &f)     1 a field, 0 end of header, -1 bad line
+ *   msg_field_is(f, name)                case-insensitive field name test
+ *   msg_parse_mailbox_list(v, n, &out, &count)   0 or -1
+ *   msg_mailboxes_free(out, count)
+ *   msg_body_offset(msg, n)              offset of the body (after the empty
+ *                                        line), n if none
+ */
+#ifndef MW_MSG_HEADER_H
+#define MW_MSG_HEADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct msg_field {
+    const char *name;
+    size_t name_len;
+    const char *value;       /* after the colon, raw (folded), without the last CRLF */
+    size_t value_len;
+    const char *raw;         /* the whole field, with its final CRLF */
+    size_t raw_len;
+};
+
+struct msg_mailbox {
+    char *local;
+    char *domain;
+};
+
+int msg_next_field(const char *msg, size_t n, size_t *pos, struct msg_field *f);
+bool msg_field_is(const struct msg_field *f, const char *name);
+int msg_parse_mailbox_list(const char *v, size_t n, struct msg_mailbox **out, size_t *count);
+void msg_mailboxes_free(struct msg_mailbox *m, size_t n);
+size_t msg_body_offset(const char *msg, size_t n);
+
+#endif
