@@ -25,6 +25,16 @@
  *   userdb_del(db, user)                0, or -1 if absent
  *   userdb_save(db, path, err)          atomic write, 0600; 0 or -1
  *   userdb_free(db)
+ *   userdb_lock(path, err)              wait for flock(LOCK_EX) on
+ *                                       "<path>.lock" (made 0600 if
+ *                                       missing, never removed); the fd,
+ *                                       or -1 with the reason in err
+ *   userdb_unlock(fd)                   release it (close)
+ *
+ * A writer does: fd = userdb_lock(); userdb_load(); change; userdb_save();
+ * userdb_unlock(fd). Readers need no lock: the rename is atomic. Comments
+ * in the file are not kept by userdb_save, which writes one header line.
+ * A struct userdb is either zeroed or filled by userdb_load.
  */
 #ifndef MW_AUTH_USERDB_H
 #define MW_AUTH_USERDB_H
@@ -52,5 +62,7 @@ void userdb_set(struct userdb *db, const char *user, const char *hash);
 int userdb_del(struct userdb *db, const char *user);
 int userdb_save(const struct userdb *db, const char *path, struct buf *err);
 void userdb_free(struct userdb *db);
+int userdb_lock(const char *path, struct buf *err);
+void userdb_unlock(int fd);
 
 #endif

@@ -233,6 +233,33 @@ static int v_user_section(cfg_t *cfg, cfg_opt_t *opt)
     return 0;
 }
 
+/* A selector: one or more dot-separated labels (RFC 6376 3.1). */
+static bool selector_ok(const char *s)
+{
+    return s[0] != '\0' && domain_ok(s);
+}
+
+static int v_dkim_section(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        cfg_t *sec = cfg_opt_getnsec(opt, i);
+        const char *d = cfg_getstr(sec, "domain"), *s = cfg_getstr(sec, "selector");
+        const char *k = cfg_getstr(sec, "key_file");
+        const char *why = NULL;
+        if (d == NULL || !domain_ok(d))
+            why = "domain must be a valid domain name";
+        else if (s == NULL || !selector_ok(s))
+            why = "selector must be one or more DNS labels";
+        else if (k == NULL || k[0] == '\0')
+            why = "key_file is required";
+        if (why) {
+            cfg_error(cfg, "dkim_sign %s: %s", cfg_title(sec), why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int v_unsigned(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 0, 1000000000L); }
 
 static cfg_opt_t listen_opts[] = {
@@ -259,6 +286,13 @@ static cfg_opt_t dns_opts[] = {
 
 static cfg_opt_t user_opts[] = {
     CFG_STR_LIST("senders", "{}", CFGF_NONE),
+    CFG_END(),
+};
+
+static cfg_opt_t dkim_sign_opts[] = {
+    CFG_STR("domain", NULL, CFGF_NONE),
+    CFG_STR("selector", NULL, CFGF_NONE),
+    CFG_STR("key_file", NULL, CFGF_NONE),
     CFG_END(),
 };
 
@@ -292,6 +326,7 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("max_connection_rate", 120, CFGF_NONE),
     CFG_INT("max_message_rate", 120, CFGF_NONE),
     CFG_SEC("user", user_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+    CFG_SEC("dkim_sign", dkim_sign_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_END(),
 };
 
@@ -324,6 +359,7 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "max_message_rate", v_unsigned);
     cfg_set_validate_func(cfg, "user|senders", v_senders);
     cfg_set_validate_func(cfg, "user", v_user_section);
+    cfg_set_validate_func(cfg, "dkim_sign", v_dkim_section);
 }
 
 static char *default_hostname(void)
@@ -381,6 +417,16 @@ static void build_access(cfg_t *cfg, struct mw_config *c)
         str_lower(c->grants[i].user);
         c->grants[i].senders = copy_strlist(u, "senders", &c->grants[i].nsenders);
         lower_all(c->grants[i].senders, c->grants[i].nsenders);
+    }
+    c->ndkim_keys = cfg_size(cfg, "dkim_sign");
+    c->dkim_keys = xcalloc(c->ndkim_keys + 1, sizeof(*c->dkim_keys));
+    for (size_t i = 0; i < c->ndkim_keys; i++) {
+        cfg_t *k = cfg_getnsec(cfg, "dkim_sign", (unsigned)i);
+        c->dkim_keys[i].name = xstrdup(cfg_title(k));
+        c->dkim_keys[i].domain = xstrdup(cfg_getstr(k, "domain"));
+        str_lower(c->dkim_keys[i].domain);
+        c->dkim_keys[i].selector = xstrdup(cfg_getstr(k, "selector"));
+        c->dkim_keys[i].key_file = xstrdup(cfg_getstr(k, "key_file"));
     }
 }
 
@@ -526,6 +572,13 @@ void conf_unref(struct mw_config *c)
         free_strlist(c->grants[i].senders, c->grants[i].nsenders);
     }
     xfree(c->grants);
+    for (size_t i = 0; i < c->ndkim_keys; i++) {
+        xfree(c->dkim_keys[i].name);
+        xfree(c->dkim_keys[i].domain);
+        xfree(c->dkim_keys[i].selector);
+        xfree(c->dkim_keys[i].key_file);
+    }
+    xfree(c->dkim_keys);
     xfree(c);
 }
 

@@ -54,6 +54,15 @@ struct mw_cert {
     size_t npairs;
 };
 
+/* dkim_sign NAME { domain selector key_file }: one signing key. Several
+ * sections for one domain sign with each (RSA + Ed25519 dual signing). */
+struct mw_dkim_key {
+    char *name;
+    char *domain;             /* lower case */
+    char *selector;
+    char *key_file;
+};
+
 struct mw_config {
     unsigned refs;
     char *source;            /* file name, or "(default)" */
@@ -99,6 +108,8 @@ struct mw_config {
     unsigned max_message_rate;    /* messages per minute per authenticated user; 0: no limit */
     struct mw_grant *grants;
     size_t ngrants;
+    struct mw_dkim_key *dkim_keys;
+    size_t ndkim_keys;
 };
 
 /* path NULL: the embedded default. */

@@ -1,5 +1,6 @@
 /*
- * header - RFC 5322 header fields of a message held in memory (CRLF lines),
+ * header - RFC 5322 header fields of a message held in memory (CRLF lines;
+ * a bare LF ends a line too, a CR before it belongs to the line break),
  * and the mailbox lists of From/Sender/To/Cc/Bcc.
  *
  * msg_next_field() walks the header one field at a time (a field is its
@@ -19,6 +20,11 @@
  *   msg_next_field(msg, n, &pos, &f)     1 a field, 0 end of header, -1 bad line
  *   msg_field_is(f, name)                case-insensitive field name test
  *   msg_parse_mailbox_list(v, n, &out, &count)   0 or -1
+ *   msg_parse_address_list(v, n, flags, &out, &count)  the same with flags:
+ *                                        MSG_ALLOW_NO_DOMAIN also reads a
+ *                                        mailbox without "@domain" (domain
+ *                                        ""), so that DMARC can tell "no
+ *                                        domain" from "unreadable"
  *   msg_mailboxes_free(out, count)
  *   msg_body_offset(msg, n)              offset of the body (after the empty
  *                                        line), n if none
@@ -40,12 +46,17 @@ struct msg_field {
 
 struct msg_mailbox {
     char *local;
-    char *domain;
+    char *domain;    /* "[...]" for a domain literal; "" only with MSG_ALLOW_NO_DOMAIN */
 };
+
+#define MSG_ALLOW_NO_DOMAIN 0x1
+#define MSG_MAX_MAILBOXES 10000   /* more in one list is -1 */
 
 int msg_next_field(const char *msg, size_t n, size_t *pos, struct msg_field *f);
 bool msg_field_is(const struct msg_field *f, const char *name);
 int msg_parse_mailbox_list(const char *v, size_t n, struct msg_mailbox **out, size_t *count);
+int msg_parse_address_list(const char *v, size_t n, unsigned flags, struct msg_mailbox **out,
+                           size_t *count);
 void msg_mailboxes_free(struct msg_mailbox *m, size_t n);
 size_t msg_body_offset(const char *msg, size_t n);
 

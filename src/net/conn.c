@@ -26,6 +26,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "net/access.h"
 #include "tls/tls.h"
 
 #define OUTPUT_HIGH (256 * 1024)  /* stop reading while this much is unsent */
@@ -223,26 +224,6 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void start_tls(struct conn *c);
 
-static void ask_rcpt(struct conn *c)
-{
-    const struct mail_addr *r = smtp_session_pending_rcpt(c->sess);
-    int code = 250;
-    const char *enh = "2.1.5", *text = "Ok", *result = "accepted";
-    if (r->domain[0] == '\0') {
-        /* Bare <Postmaster>: always ours (RFC 5321 4.5.1). */
-    } else if (r->literal || !conf_is_local_domain(c->conf, r->domain)) {
-        code = 554, enh = "5.7.1", text = "Error: relay access denied";
-        result = "relay_denied";
-    }
-    struct log_line l;
-    log_begin(&l, MW_LOG_INFO, "rcpt");
-    log_str(&l, "session", c->id);
-    log_str(&l, "rcpt", r->text);
-    log_str(&l, "result", result);
-    log_end(&l);
-    smtp_session_answer(c->sess, code, enh, text);
-}
-
 static void ask_one(struct conn *c, struct smtp_session *s, enum smtp_ask what);
 
 static void ask_cb(void *ctx, struct smtp_session *s, enum smtp_ask what)
@@ -266,11 +247,14 @@ static void ask_one(struct conn *c, struct smtp_session *s, enum smtp_ask what)
         if (t->declared_size)
             log_u64(&l, "size", t->declared_size);
         log_end(&l);
-        sender_check(c);
+        access_mail(c);
         break;
     }
     case SMTP_ASK_RCPT:
-        ask_rcpt(c);
+        access_rcpt(c);
+        break;
+    case SMTP_ASK_AUTH:
+        access_auth(c);
         break;
     case SMTP_ASK_MESSAGE:
         receive_message(c);
@@ -383,6 +367,15 @@ static void describe_peer(struct conn *c, const struct sockaddr *sa)
     snprintf(c->ip, sizeof(c->ip), "%s", a);
 }
 
+/* The listener's auth flag, from the current configuration. */
+static bool listener_auth(const struct mw_config *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->nlisten; i++)
+        if (strcmp(conf->listens[i].name, name) == 0)
+            return conf->listens[i].auth;
+    return false;
+}
+
 void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
                  const char *listener, enum mw_tls_mode mode)
 {
@@ -399,15 +392,16 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
     for (struct conn *o = srv->conns; o; o = o->next)
         if (strcmp(o->ip, probe.ip) == 0)
             same_ip++;
-    const char *why = NULL;
+    const char *why = NULL, *limit = NULL;
     if (srv->nconns >= conf->max_connections)
-        why = "too many connections";
+        why = "too many connections", limit = "max_connections";
     else if (same_ip >= conf->max_connections_per_ip)
-        why = "too many connections from your address";
+        why = "too many connections from your address", limit = "max_connections_per_ip";
+    else if (!access_connect_allowed(srv->access, probe.ip))
+        why = "too many connections from your address per minute", limit = "max_connection_rate";
     if (why) {
-        log_kv(MW_LOG_WARN, "limit", "client", probe.ip, "limit",
-               srv->nconns >= conf->max_connections ? "max_connections" : "max_connections_per_ip",
-               "listener", listener, NULL);
+        log_kv(MW_LOG_WARN, "limit", "client", probe.ip, "limit", limit, "listener", listener,
+               NULL);
         refuse(fd, conf->hostname, why);
         return;
     }
@@ -444,6 +438,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
         .starttls = c->tls_mode == MW_TLS_STARTTLS || c->tls_mode == MW_TLS_STARTTLS_REQUIRED,
         .tls_required = c->tls_mode == MW_TLS_STARTTLS_REQUIRED,
         .tls_active = c->tls_mode == MW_TLS_IMPLICIT,
+        .auth = listener_auth(conf, listener),
     };
     c->sess = smtp_session_new(&p, &conn_hooks, c);
     c->next = srv->conns;

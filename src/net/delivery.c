@@ -7,6 +7,8 @@
  * after retry_min seconds, doubling up to retry_max; recipients already
  * delivered are recorded and not delivered again. A queue file that does
  * not parse is moved to queue/corrupt/ and reported, never deleted.
+ * Recipients outside local_domains (relayed for authenticated clients or
+ * relay_networks) stay queued: there is no outbound delivery yet.
  */
 #include <errno.h>
 #include <string.h>
@@ -45,6 +47,7 @@ struct deliver_job {
     struct delivery *d;
     struct pending *p;
     char *mail_dir, *hostname;
+    struct mw_config *conf;  /* local_domains, as of this attempt */
     /* results */
     int read_error;
     char session[ID_LEN + 1];
@@ -128,6 +131,16 @@ static void deliver_work(void *arg)
         if (r < 0) {
             buf_printf(&j->log, "F%zu\t%s\tbad recipient address in queue file\n", i, m.rcpts[i]);
             j->nfailed++;
+            buf_free(&path);
+            continue;
+        }
+        if (a.domain[0] != '\0' && !conf_is_local_domain(j->conf, a.domain)) {
+            /* Accepted for relaying (authenticated or relay_networks), but
+             * there is no outbound delivery yet: keep it queued. */
+            buf_printf(&j->log, "F%zu\t%s\tremote delivery is not available; kept in queue\n", i,
+                       a.text);
+            j->nfailed++;
+            addr_free(&a);
             buf_free(&path);
             continue;
         }
@@ -271,6 +284,7 @@ static void deliver_done(void *arg)
     buf_free(&j->log);
     xfree(j->mail_dir);
     xfree(j->hostname);
+    conf_unref(j->conf);
     xfree(j);
     run_next(d);
     server_maybe_exit(d->srv);
@@ -288,6 +302,7 @@ static void run_next(struct delivery *d)
         j->p = p;
         j->mail_dir = xstrdup(d->srv->mail_dir);
         j->hostname = xstrdup(d->srv->conf->hostname);
+        j->conf = conf_ref(d->srv->conf);
         d->in_flight++;
         worker_submit(d->srv->deliver_pool, deliver_work, deliver_done, j);
     }

@@ -19,7 +19,10 @@
 #include "core/xmalloc.h"
 #include "dkim/dkim.h"
 #include "msg/authres.h"
+#include "net/access.h"
 #include "net/conn.h"
+#include "net/signing.h"
+#include "msg/header.h"
 #include "spf/spf.h"
 
 struct commit_job {
@@ -34,6 +37,11 @@ struct commit_job {
     time_t arrival;
     const struct buf *body;
     struct buf stripped;   /* the body without forged Authentication-Results */
+    struct signing *signing;  /* DKIM keys, when signing for sign_domain */
+    char *sign_domain;
+    struct buf sig;        /* DKIM-Signature fields made on the worker */
+    struct buf sig_err;
+    int nsig;
     int result;
 };
 
@@ -66,6 +74,10 @@ static void commit_job_free(struct commit_job *j)
 {
     buf_free(&j->received);
     buf_free(&j->stripped);
+    buf_free(&j->sig);
+    buf_free(&j->sig_err);
+    signing_unref(j->signing);
+    xfree(j->sign_domain);
     for (size_t i = 0; i < j->nrcpt; i++)
         xfree(j->rcpts[i]);
     xfree(j->rcpts);
@@ -80,11 +92,18 @@ static void commit_work(void *arg)
     const char *const *rcpts = (const char *const *)j->rcpts;
     struct queue_env env = { .session = j->c->id, .from = j->from, .spf = j->spf, .rcpts = rcpts, .nrcpt = j->nrcpt,
                              .arrival = j->arrival };
-    struct iovec iov[2] = {
+    /* Signed here, off the loop: the signature covers the message as the
+     * user sent it (our trace fields go above it). A signing error queues
+     * the message unsigned and is logged, as a missing key would be. */
+    if (j->sign_domain)
+        j->nsig = signing_sign(j->signing, j->sign_domain, buf_ptr(j->body), buf_size(j->body),
+                               j->arrival, &j->sig, &j->sig_err);
+    struct iovec iov[3] = {
         { .iov_base = j->received.data, .iov_len = buf_size(&j->received) },
+        { .iov_base = j->sig.data, .iov_len = j->nsig > 0 ? buf_size(&j->sig) : 0 },
         { .iov_base = (void *)buf_ptr(j->body), .iov_len = buf_size(j->body) },
     };
-    j->result = queue_commit(&j->srv->queue, j->id, &env, iov, 2);
+    j->result = queue_commit(&j->srv->queue, j->id, &env, iov, 3);
 }
 
 static void commit_done(void *arg)
@@ -93,6 +112,17 @@ static void commit_done(void *arg)
     struct conn *c = j->c;
     struct log_line l;
 
+    if (j->sign_domain) {
+        log_begin(&l, j->nsig > 0 ? MW_LOG_INFO : MW_LOG_ERROR, "dkim_sign");
+        log_str(&l, "session", c->id);
+        log_str(&l, "queue", j->id);
+        log_str(&l, "domain", j->sign_domain);
+        if (j->nsig > 0)
+            log_u64(&l, "signatures", (uint64_t)j->nsig);
+        else
+            log_str(&l, "error", buf_size(&j->sig_err) ? buf_ptr(&j->sig_err) : "no signature");
+        log_end(&l);
+    }
     if (j->result == 0) {
         log_begin(&l, MW_LOG_INFO, "queued");
         log_str(&l, "session", c->id);
@@ -130,6 +160,12 @@ static void add_authres(struct commit_job *j, struct conn *c, const struct dkim_
 {
     struct authres ar;
     authres_begin(&ar, c->conf->hostname);
+    const char *user = smtp_session_auth_user(c->sess);
+    if (user) {
+        /* RFC 8601 2.7.4: the client authenticated as this user. */
+        authres_method(&ar, "auth", "pass", NULL);
+        authres_prop(&ar, "smtp", "auth", user);
+    }
     if (c->spf_header) {
         authres_method(&ar, "spf", spf_result_name((enum spf_result)c->spf_result), NULL);
         if (j->from[0] != '\0')
@@ -177,9 +213,44 @@ static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
     worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
 }
 
+/* The domain to sign for: authenticated mail whose (first) header From
+ * mailbox is in a local domain that has signing keys; else NULL. */
+static char *signing_domain(struct conn *c, const struct buf *body)
+{
+    struct signing *keys = c->srv->signing;
+    if (keys == NULL || smtp_session_auth_user(c->sess) == NULL)
+        return NULL;
+    size_t pos = 0;
+    struct msg_field f;
+    int r;
+    char *domain = NULL;
+    while (domain == NULL && (r = msg_next_field(buf_ptr(body), buf_size(body), &pos, &f)) != 0) {
+        if (r < 0 || !msg_field_is(&f, "From"))
+            continue;
+        struct msg_mailbox *mb;
+        size_t n;
+        if (msg_parse_mailbox_list(f.value, f.value_len, &mb, &n) < 0)
+            break;
+        if (n > 0 && conf_is_local_domain(c->conf, mb[0].domain) &&
+            signing_has_domain(keys, mb[0].domain))
+            domain = xstrdup(mb[0].domain);
+        msg_mailboxes_free(mb, n);
+        break;
+    }
+    return domain;
+}
+
 void receive_message(struct conn *c)
 {
     const struct smtp_txn *t = smtp_session_txn(c->sess);
+    struct buf why;
+    buf_init(&why);
+    if (access_header_from(c, buf_ptr(&t->body), buf_size(&t->body), &why) < 0) {
+        smtp_session_answer(c->sess, 553, "5.7.1", buf_ptr(&why));
+        buf_free(&why);
+        return;
+    }
+    buf_free(&why);
     struct commit_job *j = xcalloc(1, sizeof(*j));
     j->c = c;
     j->srv = c->srv;
@@ -208,6 +279,9 @@ void receive_message(struct conn *c)
                    c->spf_domain && c->spf_domain[0] ? c->spf_domain : "-");
         j->spf = spf.data;
     }
+    j->sign_domain = signing_domain(c, &t->body);
+    if (j->sign_domain)
+        j->signing = signing_ref(c->srv->signing);
     id_new(j->id);
     c->jobs++;
     /* DKIM needs the message as the client sent it: verify before our

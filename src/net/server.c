@@ -23,7 +23,9 @@
 #include "core/xmalloc.h"
 #include "dns/dns.h"
 #include "dns/unbound.h"
+#include "net/access.h"
 #include "net/conn.h"
+#include "net/signing.h"
 #include "tls/tls.h"
 
 struct listener_ctx {
@@ -121,6 +123,7 @@ void server_maybe_exit(struct server *srv)
     if (!srv->stopping)
         return;
     if (srv->nconns == 0 && worker_pool_busy(srv->commit_pool) == 0 &&
+        worker_pool_busy(srv->auth_pool) == 0 &&
         delivery_in_flight(srv->delivery) == 0)
         event_base_loopbreak(srv->base);
 }
@@ -179,9 +182,12 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
     struct server *srv = arg;
     struct mw_config *nc = NULL;
     struct tls_server *nt = NULL;
+    struct signing *ns = NULL;
     struct buf err;
     buf_init(&err);
-    if (conf_load(srv->conf_path, &nc, &err) < 0 || load_tls(srv, nc, &nt, &err) < 0) {
+    if (conf_load(srv->conf_path, &nc, &err) < 0 || load_tls(srv, nc, &nt, &err) < 0 ||
+        signing_load(nc, &ns, &err) < 0) {
+        tls_server_unref(nt);
         conf_unref(nc);
         /* Keep the running configuration; say exactly why. */
         if (buf_size(&err) && err.data[err.len - 1] == '\n')
@@ -200,6 +206,9 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
                NULL);
     conf_unref(srv->conf);
     srv->conf = nc;
+    access_reload(srv->access, nc);
+    signing_unref(srv->signing);
+    srv->signing = ns;
     tls_server_unref(srv->tls);
     srv->tls = nt;
     log_kv(MW_LOG_INFO, "reload", "result", "ok", "file",
@@ -263,7 +272,8 @@ static int server_start(struct server *srv)
 
     struct buf err;
     buf_init(&err);
-    if (load_tls(srv, srv->conf, &srv->tls, &err) < 0) {
+    if (load_tls(srv, srv->conf, &srv->tls, &err) < 0 ||
+        signing_load(srv->conf, &srv->signing, &err) < 0) {
         log_kv(MW_LOG_ERROR, "startup", "error", buf_ptr(&err), NULL);
         buf_free(&err);
         return -1;
@@ -282,6 +292,11 @@ static int server_start(struct server *srv)
                                 EV_READ | EV_PERSIST, pool_cb, srv->deliver_pool);
     event_add(srv->commit_ev, NULL);
     event_add(srv->deliver_ev, NULL);
+    srv->auth_pool = worker_pool_new(2);
+    srv->auth_ev = event_new(srv->base, worker_pool_fd(srv->auth_pool), EV_READ | EV_PERSIST,
+                             pool_cb, srv->auth_pool);
+    event_add(srv->auth_ev, NULL);
+    srv->access = access_new(srv->conf);
 
     srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
     srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
@@ -310,6 +325,8 @@ static void server_cleanup(struct server *srv)
     /* Joining the pools runs any last completions; delivery must exist. */
     worker_pool_free(srv->commit_pool);
     worker_pool_free(srv->deliver_pool);
+    worker_pool_free(srv->auth_pool);
+    access_free(srv->access);
     delivery_free(srv->delivery);
     if (srv->dns) {
         dns_close(srv->dns);
@@ -319,6 +336,8 @@ static void server_cleanup(struct server *srv)
         event_free(srv->commit_ev);
     if (srv->deliver_ev)
         event_free(srv->deliver_ev);
+    if (srv->auth_ev)
+        event_free(srv->auth_ev);
     if (srv->sig_term)
         event_free(srv->sig_term);
     if (srv->sig_int)
@@ -329,6 +348,7 @@ static void server_cleanup(struct server *srv)
         event_base_free(srv->base);
     queue_close(&srv->queue);
     tls_server_unref(srv->tls);
+    signing_unref(srv->signing);
     conf_unref(srv->conf);
     xfree(srv->data_dir);
     xfree(srv->mail_dir);

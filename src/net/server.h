@@ -31,6 +31,8 @@ struct worker_pool;
 struct conn;
 struct delivery;
 struct listener_ctx;
+struct access;
+struct signing;
 
 struct server {
     struct event_base *base;
@@ -45,6 +47,10 @@ struct server {
     struct queue queue;
     struct worker_pool *commit_pool;
     struct worker_pool *deliver_pool;
+    struct worker_pool *auth_pool;    /* password hashing, off the loop */
+    struct event *auth_ev;
+    struct access *access;            /* AUTH back-off and rate-limit counters */
+    struct signing *signing;          /* DKIM keys of the current config, or NULL */
     struct event *commit_ev, *deliver_ev;
     struct evconnlistener **listeners;
     struct listener_ctx **listener_ctx;

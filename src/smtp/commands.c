@@ -85,10 +85,11 @@ static void cmd_ehlo(struct smtp_session *s, const char *args, size_t n)
                "250-8BITMIME\r\n"
                "250-SMTPUTF8\r\n"
                "250-ENHANCEDSTATUSCODES\r\n"
-               "%s"
+               "%s%s"
                "250 CHUNKING\r\n",
                s->p.hostname, (unsigned long long)s->p.max_message,
-               s->p.starttls && !s->tls_active ? "250-STARTTLS\r\n" : "");
+               s->p.starttls && !s->tls_active ? "250-STARTTLS\r\n" : "",
+               s->p.auth && s->tls_active ? "250-AUTH PLAIN LOGIN\r\n" : "");
 }
 
 /* Skip "FROM:" / "TO:" (case-insensitive) and any spaces after it. */
@@ -182,7 +183,7 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
     }
 
     struct esmtp_param p;
-    bool seen_size = false, seen_body = false, seen_utf8 = false;
+    bool seen_size = false, seen_body = false, seen_utf8 = false, seen_auth = false;
     while ((r = next_param(&args, &n, &p)) != 0) {
         if (r < 0) {
             mail_syntax(s, 501, "5.5.4", "bad MAIL parameter syntax");
@@ -217,8 +218,15 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
                 return;
             }
             s->txn.smtputf8 = true;
+        } else if (str_ieq(p.key, p.klen, "AUTH") && !seen_auth && s->p.auth) {
+            seen_auth = true;
+            if (!p.has_val || smtp_auth_param(s, p.val, p.vlen) < 0) {
+                mail_syntax(s, 501, "5.5.4", "bad AUTH parameter");
+                return;
+            }
         } else if (str_ieq(p.key, p.klen, "SIZE") || str_ieq(p.key, p.klen, "BODY") ||
-                   str_ieq(p.key, p.klen, "SMTPUTF8")) {
+                   str_ieq(p.key, p.klen, "SMTPUTF8") ||
+                   (str_ieq(p.key, p.klen, "AUTH") && s->p.auth)) {
             mail_syntax(s, 501, "5.5.4", "duplicate MAIL parameter");
             return;
         } else {
@@ -474,7 +482,7 @@ static void cmd_expn(struct smtp_session *s, const char *args, size_t n)
 static void cmd_help(struct smtp_session *s, const char *args, size_t n)
 {
     smtp_reply(s, 214, "2.0.0",
-               "Commands: EHLO HELO STARTTLS MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
+               "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
 }
 
 static const struct smtp_cmd commands[] = {
@@ -488,6 +496,7 @@ static const struct smtp_cmd commands[] = {
     { "NOOP", CMD_PRE_TLS, cmd_noop },
     { "QUIT", CMD_NOARGS | CMD_PRE_TLS, cmd_quit },
     { "STARTTLS", CMD_NOARGS | CMD_PRE_TLS, cmd_starttls },
+    { "AUTH", 0, smtp_cmd_auth },
     { "VRFY", 0, cmd_vrfy },
     { "EXPN", 0, cmd_expn },
     { "HELP", 0, cmd_help },
@@ -495,6 +504,10 @@ static const struct smtp_cmd commands[] = {
 
 void smtp_command(struct smtp_session *s, const char *line, size_t n)
 {
+    if (s->in_auth) {
+        smtp_auth_response(s, line, n);
+        return;
+    }
     if (n == 0 || line[n - 1] != '\r') {
         smtp_log_reject(s, "-", 500, "bare LF");
         smtp_reply(s, 500, "5.5.2", "Error: command line must end with CRLF");
@@ -583,5 +596,8 @@ void smtp_answered(struct smtp_session *s, enum smtp_ask what, int code, const c
         break;
     case SMTP_ASK_STARTTLS:
         break; /* completed by smtp_session_tls_started() */
+    case SMTP_ASK_AUTH:
+        smtp_auth_answered(s, code);
+        break;
     }
 }

@@ -45,6 +45,8 @@ void smtp_session_free(struct smtp_session *s)
     buf_free(&s->out);
     buf_free(&s->line);
     xfree(s->helo);
+    sasl_clear(&s->sasl);
+    xfree(s->auth_user);
     xfree((char *)s->p.hostname);
     xfree((char *)s->p.session_id);
     xfree(s);
@@ -121,6 +123,8 @@ void smtp_txn_reset(struct smtp_session *s)
     t->body_type = SMTP_BODY_NONE;
     t->smtputf8 = false;
     t->bdat = false;
+    xfree(t->auth_param);
+    t->auth_param = NULL;
     buf_free(&t->body);
     if (s->have_rcpt) {
         addr_free(&s->rcpt);
@@ -161,6 +165,10 @@ static void process_command_input(struct smtp_session *s)
     if (s->skipping_line || n > s->p.max_line) {
         s->skipping_line = false;
         buf_consume(&s->in, n);
+        if (s->in_auth) {
+            s->in_auth = false; /* an overlong response ends the exchange */
+            sasl_clear(&s->sasl);
+        }
         smtp_log_reject(s, "-", 500, "line too long");
         smtp_reply(s, 500, "5.5.2", "Error: line too long");
         return;
@@ -275,6 +283,17 @@ bool smtp_session_closing(const struct smtp_session *s) { return s->st == SMTP_S
 enum smtp_state smtp_session_state(const struct smtp_session *s) { return s->st; }
 const struct smtp_txn *smtp_session_txn(const struct smtp_session *s) { return &s->txn; }
 const char *smtp_session_helo(const struct smtp_session *s) { return s->helo ? s->helo : ""; }
+const char *smtp_session_auth_user(const struct smtp_session *s) { return s->auth_user; }
+
+bool smtp_session_auth_request(const struct smtp_session *s, struct smtp_auth_request *out)
+{
+    if (!s->waiting || s->asked != SMTP_ASK_AUTH || s->sasl.user == NULL)
+        return false;
+    out->mech = sasl_mech_name(s->sasl.mech);
+    out->user = s->sasl.user;
+    out->pass = s->sasl.pass;
+    return true;
+}
 size_t smtp_session_backlog(const struct smtp_session *s) { return buf_size(&s->in); }
 
 const struct mail_addr *smtp_session_pending_rcpt(const struct smtp_session *s)
@@ -284,9 +303,10 @@ const struct mail_addr *smtp_session_pending_rcpt(const struct smtp_session *s)
 
 const char *smtp_session_protocol(const struct smtp_session *s)
 {
+    /* AUTH implies TLS here, so the "A" forms always carry the "S". */
     if (s->txn.smtputf8)
-        return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+        return s->auth_user ? "UTF8SMTPSA" : s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
     if (!s->esmtp)
         return "SMTP";
-    return s->tls_active ? "ESMTPS" : "ESMTP";
+    return s->auth_user ? "ESMTPSA" : s->tls_active ? "ESMTPS" : "ESMTP";
 }

@@ -17,6 +17,13 @@
  * goes through data.h (the smuggling defence). Every reply after the
  * greeting and EHLO/HELO carries an RFC 3463 enhanced status code.
  *
+ * AUTH (RFC 4954, PLAIN and LOGIN through auth/sasl.h) is advertised and
+ * accepted only when the listener allows it and TLS is active; before TLS
+ * it is refused with 538 5.7.11. The session runs the SASL exchange and
+ * asks the daemon to check the credentials (SMTP_ASK_AUTH); a 235 answer
+ * makes the session authenticated for its lifetime. The password is wiped
+ * as soon as the ask is answered; no AUTH line is ever logged.
+ *
  * STARTTLS (RFC 3207): after the 220, every byte already received is
  * dropped and nothing more is processed until the daemon reports the
  * handshake done; then the session starts over as if newly connected
@@ -59,6 +66,7 @@ enum smtp_ask {
     SMTP_ASK_MESSAGE, /* txn complete, body in txn.body: answer 250 once durable */
     SMTP_ASK_STARTTLS,/* 220 queued: send it, run the handshake, then call
                        * smtp_session_tls_started() (or close) */
+    SMTP_ASK_AUTH,    /* smtp_session_auth_request(): answer 235, 535 or 454 */
 };
 
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
@@ -71,6 +79,7 @@ struct smtp_txn {
     enum smtp_body body_type;
     bool smtputf8;
     bool bdat;                /* content comes by BDAT */
+    char *auth_param;         /* MAIL AUTH= (xtext decoded), NULL if absent */
     struct buf body;          /* message content as received, CRLF lines */
 };
 
@@ -84,6 +93,13 @@ struct smtp_params {
     bool starttls;            /* offer STARTTLS (a certificate is there) */
     bool tls_required;        /* RFC 6409 submission: mail commands need TLS */
     bool tls_active;          /* implicit TLS: the session starts secured */
+    bool auth;                /* offer AUTH (once TLS is active) */
+};
+
+struct smtp_auth_request {
+    const char *mech;         /* "PLAIN" or "LOGIN" */
+    const char *user;         /* authentication identity as sent */
+    const char *pass;         /* valid until the ask is answered */
 };
 
 struct smtp_session;
@@ -116,8 +132,12 @@ enum smtp_state smtp_session_state(const struct smtp_session *s);
 const struct smtp_txn *smtp_session_txn(const struct smtp_session *s);
 const struct mail_addr *smtp_session_pending_rcpt(const struct smtp_session *s);
 const char *smtp_session_helo(const struct smtp_session *s);
+/* During SMTP_ASK_AUTH: the credentials to check; false at other times. */
+bool smtp_session_auth_request(const struct smtp_session *s, struct smtp_auth_request *out);
+/* The authenticated user (lower case), or NULL. */
+const char *smtp_session_auth_user(const struct smtp_session *s);
 /* Protocol for the Received header "with" clause (RFC 3848, RFC 6531):
- * SMTP, ESMTP, ESMTPS, UTF8SMTP, UTF8SMTPS. */
+ * SMTP, ESMTP, ESMTPS, ESMTPSA, UTF8SMTP, UTF8SMTPS, UTF8SMTPSA. */
 const char *smtp_session_protocol(const struct smtp_session *s);
 /* Bytes buffered but not yet processed (for flow control). */
 size_t smtp_session_backlog(const struct smtp_session *s);

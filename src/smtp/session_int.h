@@ -6,6 +6,7 @@
 #ifndef MW_SMTP_SESSION_INT_H
 #define MW_SMTP_SESSION_INT_H
 
+#include "auth/sasl.h"
 #include "smtp/data.h"
 #include "smtp/session.h"
 
@@ -27,6 +28,10 @@ struct smtp_session {
     bool tls_starting;      /* 220 sent for STARTTLS: drop all input */
     char *helo;
     unsigned errors;
+
+    bool in_auth;           /* SASL exchange: lines are responses */
+    struct sasl sasl;
+    char *auth_user;        /* authenticated user, lower case */
 
     struct smtp_txn txn;
     struct mail_addr rcpt;  /* recipient being asked about */
@@ -55,6 +60,11 @@ void smtp_log_reject(struct smtp_session *s, const char *cmd, int code, const ch
 
 /* commands.c */
 void smtp_command(struct smtp_session *s, const char *line, size_t n);
+/* auth.c */
+void smtp_cmd_auth(struct smtp_session *s, const char *args, size_t n);
+void smtp_auth_response(struct smtp_session *s, const char *line, size_t n);
+void smtp_auth_answered(struct smtp_session *s, int code);
+int smtp_auth_param(struct smtp_session *s, const char *val, size_t n);
 void smtp_data_done(struct smtp_session *s);
 void smtp_chunk_done(struct smtp_session *s);
 void smtp_answered(struct smtp_session *s, enum smtp_ask what, int code, const char *enh,

@@ -50,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct smtp_params p = {
         .hostname = "mx.test", .session_id = "FUZZ", .max_line = 512,
         .max_message = 4096, .max_rcpt = 4, .max_errors = 50,
+        .auth = true, .tls_active = (data[-1] & 0x40) != 0,  /* bit 6 of the step byte */
     };
     struct smtp_session *s = smtp_session_new(&p, &hooks, &f);
     for (size_t off = 0; off < size; off += step) {
@@ -72,6 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 const struct fuzz_seed fuzz_seeds[] = {
+    SEED("\x00\x47" "EHLO a\r\nAUTH PLAIN AGFsaWNlAHB3\r\nMAIL FROM:<a@b> AUTH=a+2Bb@c\r\n"
+         "RCPT TO:<x@localhost>\r\nDATA\r\nx\r\n.\r\n"),
+    SEED("\x80\x41" "EHLO a\r\nAUTH LOGIN\r\nYWxpY2U=\r\ncHc=\r\nAUTH PLAIN\r\n*\r\nQUIT\r\n"),
     SEED("\x00\x07" "EHLO a\r\nMAIL FROM:<a@b> SIZE=10 BODY=8BITMIME\r\nRCPT TO:<x@localhost>\r\n"
          "DATA\r\nSubject: x\r\n\r\n..body\r\n.\r\nQUIT\r\n"),
     SEED("\x80\x03" "HELO a\r\nMAIL FROM:<>\r\nRCPT TO:<Postmaster>\r\nBDAT 5\r\nabcdeBDAT 3 LAST\r\n"

@@ -467,6 +467,17 @@ class Daemon:
         except AssertionError as e:
             raise AssertionError(f"{e}\nlog:\n{self.log_tail()}")
 
+    def wait_event(self, event, what=None, **fields):
+        """The first log line with event= and all the given field values."""
+        def match(line):
+            f = parse_logfmt(line)
+            return f.get("event") == event and all(f.get(k) == str(v) for k, v in fields.items())
+        desc = what or f"event={event} " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return parse_logfmt(self.wait_log(match, what=desc))
+
+    def events(self, event, **fields):
+        return [f for f in self.log_events(event) if all(f.get(k) == str(v) for k, v in fields.items())]
+
     # ---------------------------------------------------------- SMTP
     def connect(self, **kw):
         return SMTPConn(self.port, **kw)

@@ -317,6 +317,9 @@ class TLSDaemon(Daemon):
         self.smtp_tls = "starttls"
         self.listeners = {}
         self.certificates = []  # [(section name, [CertPair, ...])]
+        # listeners that offer AUTH, as the embedded default config does
+        self.auth_listeners = {"submission", "submissions"}
+        self.extra = ""  # config text appended as is (e.g. user sections)
 
     def start_tls(self, listeners=None, certificates=None, smtp_tls="starttls", **overrides):
         """listeners: {name: mode}; certificates: [(section, [CertPair, ...])]."""
@@ -359,15 +362,22 @@ class TLSDaemon(Daemon):
         lines += ["listen smtp {", '    address = "127.0.0.1"', f"    port = {port}"]
         if self.smtp_tls:
             lines.append(f'    tls = "{self.smtp_tls}"')
+        if "smtp" in self.auth_listeners:
+            lines.append("    auth = true")
         lines.append("}")
         for name, (lport, mode) in self.listeners.items():
             lines += [f"listen {name} {{", '    address = "127.0.0.1"', f"    port = {lport}",
-                      f'    tls = "{mode}"', "}"]
+                      f'    tls = "{mode}"']
+            if name in self.auth_listeners:
+                lines.append("    auth = true")
+            lines.append("}")
         for section, pairs in self.certificates:
             lines += [f"certificate {section} {{",
                       "    cert_file = " + _conf_value([str(p.cert) for p in pairs]),
                       "    key_file = " + _conf_value([str(p.key) for p in pairs]),
                       "}"]
+        if self.extra:
+            lines.append(self.extra)
         return "\n".join(lines) + "\n"
 
     def write_config(self, settings=None, port=None, extra="", text=None):
@@ -455,16 +465,6 @@ class TLSDaemon(Daemon):
         sid = parse_logfmt(line).get("session")
         assert sid, f"event=connect without session=: {line}"
         return sid
-
-    def wait_event(self, event, what=None, **fields):
-        def match(line):
-            f = parse_logfmt(line)
-            return f.get("event") == event and all(f.get(k) == str(v) for k, v in fields.items())
-        desc = what or f"event={event} " + " ".join(f"{k}={v}" for k, v in fields.items())
-        return parse_logfmt(self.wait_log(match, what=desc))
-
-    def events(self, event, **fields):
-        return [f for f in self.log_events(event) if all(f.get(k) == str(v) for k, v in fields.items())]
 
 
 # --------------------------------------------------------------------------

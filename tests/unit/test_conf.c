@@ -115,6 +115,18 @@ static void test_errors(void **state)
         { "listen s { port = 25 }\ncertificate c {\n cert_file = { \"/a\", \"/b\" }\n"
           " key_file = { \"/a\" }\n}\n", "cert_file has 2 entries but key_file has 1" },
         { "listen s { port = 25 }\ncertificate c {\n}\n", "certificate c: cert_file and key_file are required" },
+        { "listen s { port = 25 }\nrelay_networks = { \"10.0.0.1/8\" }\n",
+          ":2: relay_networks: \"10.0.0.1/8\" is not an address or network" },
+        { "relay_networks = { \"example.org\" }\nlisten s { port = 25 }\n", ":1: relay_networks:" },
+        { "listen s { port = 25 }\nuser \"alice\" { }\n", "user \"alice\": the title must be" },
+        { "listen s { port = 25 }\nuser \"a@b.example\" {\n senders = { \"x@\" }\n}\n",
+          ":3: senders: \"x@\" is not an address or @domain" },
+        { "listen s { port = 25 }\nauth_failures = 0\n", ":2: auth_failures = 0 is out of range" },
+        { "listen s { port = 25 auth = maybe }\n", ":1:" },
+        { "listen s { port = 25 }\ndkim_sign k {\n domain = \"example.org\"\n selector = \"s1\"\n}\n",
+          "dkim_sign k: key_file is required" },
+        { "listen s { port = 25 }\ndkim_sign k {\n domain = \"example.org\"\n selector = \"s 1\"\n"
+          " key_file = \"/k\"\n}\n", "dkim_sign k: selector must be" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         write_conf(cases[i].text);
@@ -129,6 +141,47 @@ static void test_errors(void **state)
         buf_free(&err);
         unlink(path);
     }
+}
+
+static void test_access_keys(void **state)
+{
+    write_conf("listen s { port = 25 }\n"
+               "listen sub { port = 587 tls = \"starttls-required\" auth = true }\n"
+               "relay_networks = { \"192.0.2.0/24\", \"2001:db8::/32\" }\n"
+               "max_connection_rate = 0\n"
+               "user \"Alice@Example.org\" { senders = { \"Sales@example.org\", \"@Alice.example\" } }\n"
+               "dkim_sign ed { domain = \"Example.org\" selector = \"s1.x\" key_file = \"/k\" }\n");
+    struct mw_config *c = NULL;
+    struct buf err;
+    buf_init(&err);
+    assert_int_equal(conf_load(path, &c, &err), 0);
+    assert_false(c->listens[0].auth);
+    assert_true(c->listens[1].auth);
+    assert_int_equal(c->nrelay_networks, 2);
+    assert_true(cidr_match_any(c->relay_networks, c->nrelay_networks, "192.0.2.200"));
+    assert_false(cidr_match_any(c->relay_networks, c->nrelay_networks, "192.0.3.1"));
+    assert_int_equal(c->max_connection_rate, 0);
+    assert_int_equal(c->auth_failures, 5);
+    assert_true(c->sender_header_match);
+    /* own address, granted address and domain; nothing else */
+    assert_true(conf_sender_allowed(c, "alice@example.org", "ALICE", "example.org"));
+    assert_true(conf_sender_allowed(c, "alice@example.org", "sales", "example.org"));
+    assert_true(conf_sender_allowed(c, "alice@example.org", "anyone", "alice.example"));
+    assert_false(conf_sender_allowed(c, "alice@example.org", "bob", "example.org"));
+    assert_false(conf_sender_allowed(c, "alice@example.org", "x", "sub.alice.example"));
+    assert_false(conf_sender_allowed(c, "bob@example.org", "sales", "example.org"));
+    assert_true(conf_sender_allowed(c, "bob@example.org", "bob", "example.org"));
+    assert_int_equal(c->ndkim_keys, 1);
+    assert_string_equal(c->dkim_keys[0].domain, "example.org");
+    conf_unref(c);
+    /* the embedded default offers AUTH on submission and submissions only */
+    assert_int_equal(conf_load(NULL, &c, &err), 0);
+    assert_false(c->listens[0].auth);
+    assert_true(c->listens[1].auth && c->listens[2].auth);
+    assert_int_equal(c->nrelay_networks, 0);
+    conf_unref(c);
+    buf_free(&err);
+    unlink(path);
 }
 
 static void test_missing_file(void **state)
@@ -148,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_access_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -183,6 +183,9 @@ static void auto_answer(struct run *r, struct smtp_session *s, enum smtp_ask wha
     case SMTP_ASK_STARTTLS:
         fail_msg("STARTTLS is not offered in these sessions");
         break;
+    case SMTP_ASK_AUTH:
+        fail_msg("AUTH is not offered in these sessions");
+        break;
     }
 }
 
@@ -211,6 +214,9 @@ static void hook_ask(void *ctx, struct smtp_session *s, enum smtp_ask what)
         break;
     case SMTP_ASK_STARTTLS:
         buf_printf(&r->asklog, "STARTTLS\n");
+        break;
+    case SMTP_ASK_AUTH:
+        fail_msg("AUTH is not offered in these sessions");
         break;
     }
     if (r->defer & DEFER(what)) {

@@ -33,6 +33,7 @@ static void ask(void *ctx, struct smtp_session *s, enum smtp_ask what)
         smtp_session_answer(s, 250, "2.0.0", "Ok: queued as X");
         break;
     case SMTP_ASK_STARTTLS: h->asked_tls++; break; /* handshake "runs" later */
+    case SMTP_ASK_AUTH: fail_msg("AUTH is not offered here"); break;
     }
 }
 

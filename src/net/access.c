@@ -1,0 +1,316 @@
+/*
+ * access.c - the daemon's access-control decisions, each written once to
+ * the log as the audit record (event=auth, sender, rcpt, limit):
+ *
+ *   SMTP AUTH      the user database is read and the password hash checked
+ *                  on a worker thread (never the loop); an unknown user runs
+ *                  the same hash as a wrong password. Failures are counted
+ *                  per client IP and per account; past auth_failures, the
+ *                  IP or account waits (auth_backoff, doubling, capped at
+ *                  auth_backoff_max) and gets 454 4.7.0 without a check.
+ *   MAIL           an authenticated user may use only the senders granted
+ *                  to it (553 5.7.1) and at most max_message_rate messages
+ *                  a minute (451 4.7.1); other clients go on to SPF.
+ *   RCPT           policy/relay decides local, relay allowed or denied.
+ *   connect        at most max_connection_rate new connections a minute per
+ *                  IP (421 4.7.0).
+ *
+ * SECURITY: the password exists only in the session's SASL state and the
+ * worker job's copy, which is wiped when the job ends. Log lines carry the
+ * user name as sent (escaped by the logger), never the password.
+ */
+#include "net/access.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "auth/password.h"
+#include "auth/userdb.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "core/worker.h"
+#include "core/xmalloc.h"
+#include "msg/header.h"
+#include "policy/ratelimit.h"
+#include "policy/relay.h"
+
+#define ACCESS_MAX_KEYS 100000
+
+struct access {
+    struct backoff *fail_ip, *fail_user;
+    struct rate_limiter *conn_rate, *msg_rate;
+    unsigned failures, backoff, backoff_max, conn_limit, msg_limit;
+};
+
+static void access_build(struct access *a, const struct mw_config *c)
+{
+    a->failures = c->auth_failures;
+    a->backoff = c->auth_backoff;
+    a->backoff_max = c->auth_backoff_max;
+    a->conn_limit = c->max_connection_rate;
+    a->msg_limit = c->max_message_rate;
+    a->fail_ip = backoff_new(a->failures, a->backoff, a->backoff_max, ACCESS_MAX_KEYS);
+    a->fail_user = backoff_new(a->failures, a->backoff, a->backoff_max, ACCESS_MAX_KEYS);
+    a->conn_rate = a->conn_limit ? rate_new(a->conn_limit, 60, ACCESS_MAX_KEYS) : NULL;
+    a->msg_rate = a->msg_limit ? rate_new(a->msg_limit, 60, ACCESS_MAX_KEYS) : NULL;
+}
+
+static void access_clear(struct access *a)
+{
+    backoff_free(a->fail_ip);
+    backoff_free(a->fail_user);
+    if (a->conn_rate)
+        rate_free(a->conn_rate);
+    if (a->msg_rate)
+        rate_free(a->msg_rate);
+    memset(a, 0, sizeof(*a));
+}
+
+struct access *access_new(const struct mw_config *c)
+{
+    struct access *a = xcalloc(1, sizeof(*a));
+    access_build(a, c);
+    return a;
+}
+
+void access_free(struct access *a)
+{
+    if (a == NULL)
+        return;
+    access_clear(a);
+    xfree(a);
+}
+
+void access_reload(struct access *a, const struct mw_config *c)
+{
+    /* Counters survive a reload unless their limits changed. */
+    if (a->failures == c->auth_failures && a->backoff == c->auth_backoff &&
+        a->backoff_max == c->auth_backoff_max && a->conn_limit == c->max_connection_rate &&
+        a->msg_limit == c->max_message_rate)
+        return;
+    access_clear(a);
+    access_build(a, c);
+}
+
+bool access_connect_allowed(struct access *a, const char *ip)
+{
+    return a->conn_rate == NULL || rate_allow(a->conn_rate, ip, time(NULL));
+}
+
+/* ---- AUTH ---- */
+
+struct auth_job {
+    struct conn *c;
+    char *user, *pass, *path;
+    const char *mech;
+    int found;            /* userdb_lookup: 1, 0 or -1 */
+    bool ok;
+    struct buf why;
+};
+
+static void auth_log(struct conn *c, const char *user, const char *mech, const char *result,
+                     const char *extra_key, uint64_t extra)
+{
+    struct log_line l;
+    log_begin(&l, result[0] == 'p' ? MW_LOG_INFO : MW_LOG_WARN, "auth");
+    log_str(&l, "session", c->id);
+    log_str(&l, "client", c->ip);
+    log_str(&l, "user", user);
+    log_str(&l, "mech", mech);
+    log_str(&l, "result", result);
+    if (extra_key)
+        log_u64(&l, extra_key, extra);
+    log_end(&l);
+}
+
+static void auth_work(void *arg)
+{
+    struct auth_job *j = arg;
+    char *hash = NULL;
+    j->found = userdb_lookup(j->path, j->user, &hash, &j->why);
+    j->ok = password_verify(j->pass, j->found == 1 ? hash : NULL) && j->found == 1;
+    if (hash) {
+        explicit_bzero(hash, strlen(hash));
+        xfree(hash);
+    }
+    explicit_bzero(j->pass, strlen(j->pass));
+}
+
+static void auth_answer(struct conn *c, int code, const char *enh, const char *text)
+{
+    smtp_session_answer(c->sess, code, enh, text);
+    if (!c->in_ask)
+        conn_pump(c);
+}
+
+static void auth_done(void *arg)
+{
+    struct auth_job *j = arg;
+    struct conn *c = j->c;
+    struct access *a = c->srv->access;
+    if (buf_size(&j->why))
+        log_kv(MW_LOG_ERROR, "users_file", "file", j->path, "error", buf_ptr(&j->why), NULL);
+    if (!c->dead) {
+        if (j->found < 0) {
+            auth_log(c, j->user, j->mech, "tempfail", NULL, 0);
+            auth_answer(c, 454, "4.7.0", "Temporary authentication failure");
+        } else if (j->ok) {
+            backoff_clear(a->fail_user, j->user);
+            auth_log(c, j->user, j->mech, "pass", NULL, 0);
+            auth_answer(c, 235, "2.7.0", "Authentication successful");
+        } else {
+            time_t now = time(NULL);
+            backoff_fail(a->fail_ip, c->ip, now);
+            backoff_fail(a->fail_user, j->user, now);
+            auth_log(c, j->user, j->mech, "fail", "failures", backoff_failures(a->fail_user, j->user));
+            auth_answer(c, 535, "5.7.8", "Authentication credentials invalid");
+        }
+    }
+    xfree(j->user);
+    xfree(j->pass);
+    xfree(j->path);
+    buf_free(&j->why);
+    xfree(j);
+    conn_job_done(c);
+}
+
+void access_auth(struct conn *c)
+{
+    struct smtp_auth_request req;
+    if (!smtp_session_auth_request(c->sess, &req)) {
+        smtp_session_answer(c->sess, 454, "4.7.0", "Temporary authentication failure");
+        return;
+    }
+    struct access *a = c->srv->access;
+    char *user = xstrdup(req.user);
+    str_lower(user);
+    time_t now = time(NULL);
+    unsigned wait_ip = backoff_wait(a->fail_ip, c->ip, now);
+    unsigned wait_user = backoff_wait(a->fail_user, user, now);
+    unsigned wait = wait_ip > wait_user ? wait_ip : wait_user;
+    if (wait > 0) {
+        auth_log(c, user, req.mech, "throttled", "wait", wait);
+        char text[128];
+        snprintf(text, sizeof(text),
+                 "Too many failed authentication attempts, try again in %u seconds", wait);
+        xfree(user);
+        smtp_session_answer(c->sess, 454, "4.7.0", text);
+        return;
+    }
+    struct auth_job *j = xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->user = user;
+    j->pass = xstrdup(req.pass);
+    j->mech = req.mech;
+    struct buf path;
+    buf_init(&path);
+    if (c->conf->users_file[0])
+        buf_append_str(&path, c->conf->users_file);
+    else
+        buf_printf(&path, "%s/users", c->srv->data_dir);
+    j->path = path.data;
+    c->jobs++;
+    worker_submit(c->srv->auth_pool, auth_work, auth_done, j);
+}
+
+/* ---- MAIL and RCPT ---- */
+
+void access_mail(struct conn *c)
+{
+    const char *user = smtp_session_auth_user(c->sess);
+    if (user == NULL) {
+        sender_check(c);
+        return;
+    }
+    sender_reset(c);
+    const struct mail_addr *from = &smtp_session_txn(c->sess)->from;
+    struct access *a = c->srv->access;
+    if (!from->null && !conf_sender_allowed(c->conf, user, from->local, from->domain)) {
+        log_kv(MW_LOG_WARN, "sender", "session", c->id, "client", c->ip, "user", user, "from",
+               from->text, "result", "refused", "reason", "address not granted to user", NULL);
+        char text[400];
+        snprintf(text, sizeof(text), "Error: sender address <%s> not owned by user %s",
+                 from->text, user);
+        smtp_session_answer(c->sess, 553, "5.7.1", text);
+        return;
+    }
+    if (a->msg_rate && !rate_allow(a->msg_rate, user, time(NULL))) {
+        log_kv(MW_LOG_WARN, "limit", "session", c->id, "client", c->ip, "user", user, "limit",
+               "max_message_rate", NULL);
+        smtp_session_answer(c->sess, 451, "4.7.1",
+                            "Error: too many messages from this user, try again later");
+        return;
+    }
+    log_kv(MW_LOG_INFO, "sender", "session", c->id, "user", user, "from", from->text, "result",
+           "accepted", NULL);
+    smtp_session_answer(c->sess, 250, "2.1.0", "Ok");
+}
+
+void access_rcpt(struct conn *c)
+{
+    const struct mail_addr *r = smtp_session_pending_rcpt(c->sess);
+    const char *user = smtp_session_auth_user(c->sess);
+    struct relay_client cl = { .ip = c->ip, .authenticated = user != NULL };
+    const char *why = "";
+    enum relay_verdict v = relay_check(c->conf, &cl, r, &why);
+    int code = 250;
+    const char *enh = "2.1.5", *text = "Ok", *result = "accepted";
+    if (v == RELAY_DENIED) {
+        code = 554, enh = "5.7.1", text = "Error: relay access denied", result = "relay_denied";
+    } else if (v == RELAY_BAD_LOCAL) {
+        code = 550, enh = "5.7.1";
+        text = "Error: routing characters in a local address are not accepted";
+        result = "refused";
+    }
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "rcpt");
+    log_str(&l, "session", c->id);
+    log_str(&l, "client", c->ip);
+    log_str(&l, "rcpt", r->text);
+    log_str(&l, "relay", relay_verdict_name(v));
+    log_str(&l, "rule", why);
+    if (user)
+        log_str(&l, "user", user);
+    log_str(&l, "result", result);
+    log_end(&l);
+    smtp_session_answer(c->sess, code, enh, text);
+}
+
+/* ---- header From of authenticated mail ---- */
+
+/* 0 if every From mailbox is granted to the user (or there is no From),
+ * else -1 with the reply text in why. */
+int access_header_from(struct conn *c, const char *msg, size_t n, struct buf *why)
+{
+    const char *user = smtp_session_auth_user(c->sess);
+    if (user == NULL || !c->conf->sender_header_match)
+        return 0;
+    size_t pos = 0;
+    struct msg_field f;
+    int r;
+    while ((r = msg_next_field(msg, n, &pos, &f)) != 0) {
+        if (r < 0 || !msg_field_is(&f, "From"))
+            continue;
+        struct msg_mailbox *mb;
+        size_t count;
+        if (msg_parse_mailbox_list(f.value, f.value_len, &mb, &count) < 0 || count == 0) {
+            buf_printf(why, "Error: cannot read the From header field");
+            break;
+        }
+        for (size_t i = 0; i < count && buf_size(why) == 0; i++)
+            if (!conf_sender_allowed(c->conf, user, mb[i].local, mb[i].domain))
+                buf_printf(why, "Error: header From <%.64s@%.255s> not owned by user %s",
+                           mb[i].local, mb[i].domain, user);
+        msg_mailboxes_free(mb, count);
+        if (buf_size(why))
+            break;
+    }
+    if (buf_size(why) == 0)
+        return 0;
+    log_kv(MW_LOG_WARN, "sender", "session", c->id, "client", c->ip, "user", user, "where",
+           "header", "result", "refused", "reason", buf_ptr(why), NULL);
+    return -1;
+}
