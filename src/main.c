@@ -1,6 +1,7 @@
 /*
  * mailwarden - a mail transfer agent built for moving e-mail securely.
- * main.c only dispatches to the subcommands in cli/.
+ * main.c only dispatches to the subcommands in cli/. Run under the name
+ * "sendmail" (a symlink), it is `mailwarden send` with sendmail's options.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +32,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    if (argc > 0 && strcmp(base != NULL ? base + 1 : argv[0], "sendmail") == 0)
+        return cli_send(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return EX_USAGE;

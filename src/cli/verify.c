@@ -2,7 +2,7 @@
  * cli/verify - `mailwarden verify`: check a message, print one
  * Authentication-Results header field (RFC 8601).
  *
- *   mailwarden verify [--authserv-id ID] [--time T]
+ *   mailwarden verify [--authserv-id ID] [--time T] [--dmarc-random N]
  *                     [--client-ip IP --helo NAME [--mail-from ADDR]]
  *                     [DNS options] < message
  *
@@ -13,6 +13,10 @@
  * One dkim entry per DKIM-Signature (header.d, header.s, header.b, header.a,
  * header.i: i= or its default "@" d), "dkim=none" when there is none; with
  * --client-ip and --helo also spf (smtp.mailfrom, smtp.helo) via spf_check.
+ * Last one dmarc entry (dmarc_check_wait: "dmarc=fail (p=reject dis=reject)
+ * header.from=..."), fed with the DKIM results and, with the client
+ * options, the SPF result and domain. --dmarc-random N (0..99) is the pct=
+ * draw, for reproducible runs; without it the draw is random.
  * The message is read as bytes, bare LF becomes CRLF. The authserv-id
  * defaults to the host name; --time to the clock.
  *
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -33,6 +38,7 @@
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim.h"
+#include "dmarc/dmarc.h"
 #include "dns/dns.h"
 #include "dns/unbound.h"
 #include "msg/authres.h"
@@ -45,6 +51,8 @@ struct verify_args {
     const char **fwd, **anchors;
     size_t nfwd, nanchors;
     uint64_t now;
+    bool have_draw;
+    unsigned draw;
 };
 
 struct run {
@@ -53,11 +61,16 @@ struct run {
     bool done;
     struct authres ar;
     const struct verify_args *a;
+    struct dmarc_dkim_input *dkim;   /* for DMARC: d= and pass of each signature */
+    char **dkim_d;                   /* the d= strings dkim points to */
+    size_t ndkim;
+    char *spf_domain;
+    bool spf_pass;
 };
 
 static void usage(FILE *f)
 {
-    fputs("usage: mailwarden verify [--authserv-id ID] [--time T]\n"
+    fputs("usage: mailwarden verify [--authserv-id ID] [--time T] [--dmarc-random N]\n"
           "           [--client-ip IP --helo NAME [--mail-from ADDR]]\n"
           "           [--dns-zone FILE | [--dns-forwarder IP[@PORT]]...\n"
           "           [--trust-anchor-file FILE|none] [--trust-anchor \"RR\"]...] < msg\n",
@@ -92,9 +105,11 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
         { "authserv-id", required_argument, NULL, 'A' }, { "time", required_argument, NULL, 't' },
         { "client-ip", required_argument, NULL, 'i' },  { "helo", required_argument, NULL, 'H' },
         { "mail-from", required_argument, NULL, 'm' },  { "help", no_argument, NULL, 'h' },
+        { "dmarc-random", required_argument, NULL, 'R' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
+    uint64_t v;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
@@ -109,6 +124,12 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
         case 't':
             if (str_to_u64(optarg, strlen(optarg), (uint64_t)1 << 40, &a->now) < 0)
                 return fputs("mailwarden verify: bad --time\n", stderr), -1;
+            break;
+        case 'R':
+            if (str_to_u64(optarg, strlen(optarg), 99, &v) < 0)
+                return fputs("mailwarden verify: --dmarc-random wants 0..99\n", stderr), -1;
+            a->have_draw = true;
+            a->draw = (unsigned)v;
             break;
         case 'h': usage(stdout); return 1;
         default: usage(stderr); return -1;
@@ -150,6 +171,14 @@ static void on_dkim(void *arg, const struct dkim_sig_result *res, size_t n)
 {
     struct run *run = arg;
     dkim_authres(&run->ar, res, n);
+    run->dkim = xcalloc(n ? n : 1, sizeof(*run->dkim));
+    run->dkim_d = xcalloc(n ? n : 1, sizeof(*run->dkim_d));
+    for (size_t i = 0; i < n; i++) {
+        run->dkim_d[i] = xstrdup(res[i].d);
+        run->dkim[i] = (struct dmarc_dkim_input){ .domain = run->dkim_d[i],
+                                                  .pass = res[i].result == DKIM_PASS };
+    }
+    run->ndkim = n;
     finished(run);
 }
 
@@ -160,7 +189,41 @@ static void on_spf(void *arg, const struct spf_outcome *o)
     if (run->a->mail_from != NULL && run->a->mail_from[0] != '\0')
         authres_prop(&run->ar, "smtp", "mailfrom", run->a->mail_from);
     authres_prop(&run->ar, "smtp", "helo", run->a->helo);
+    run->spf_domain = o->domain != NULL ? xstrdup(o->domain) : NULL;
+    run->spf_pass = o->result == SPF_PASS;
     finished(run);
+}
+
+static void pump(void *arg)
+{
+    event_base_loop(arg, EVLOOP_ONCE);
+}
+
+static unsigned random_draw(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
+                    ((uint64_t)getpid() << 32);
+    return dmarc_pct_draw(&seed);
+}
+
+static void eval_dmarc(struct run *run, const struct verify_args *a, const struct buf *msg)
+{
+    struct dmarc_request req = {
+        .msg = buf_ptr(msg), .len = buf_size(msg), .spf_domain = run->spf_domain,
+        .spf_pass = run->spf_pass, .dkim = run->dkim, .ndkim = run->ndkim,
+        .pct_draw = a->have_draw ? a->draw : random_draw(),
+    };
+    struct dmarc_eval *e = dmarc_check_wait(&run->r, &req, run->base != NULL ? pump : NULL,
+                                            run->base);
+    dmarc_authres(&run->ar, dmarc_eval_outcome(e));
+    dmarc_eval_free(e);
+    for (size_t i = 0; i < run->ndkim; i++)
+        xfree(run->dkim_d[i]);
+    xfree(run->dkim_d);
+    xfree(run->dkim);
+    xfree(run->spf_domain);
 }
 
 static void evaluate(struct run *run, const struct verify_args *a, const struct buf *msg)
@@ -181,6 +244,7 @@ static void evaluate(struct run *run, const struct verify_args *a, const struct 
         spf_check(&run->r, &req, on_spf, run);
         wait_done(run);
     }
+    eval_dmarc(run, a, msg);
     struct buf out = { 0 };
     authres_end(&run->ar, &out);
     fwrite(buf_ptr(&out), 1, buf_size(&out), stdout);

@@ -59,6 +59,8 @@ int maildir_deliver(const char *root, const char *hostname, const struct maildir
     maildir_component(&box, m->domain);
     buf_append_byte(&box, '/');
     maildir_component(&box, m->local);
+    if (m->folder)  /* [A-Za-z0-9_-], checked by the queue: kept as is */
+        buf_printf(&box, "/.%s", m->folder);
     buf_printf(&tmp, "%s/tmp", box.data);
     buf_printf(&new, "%s/new", box.data);
     buf_printf(&cur, "%s/cur", box.data);

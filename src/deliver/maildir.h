@@ -10,7 +10,9 @@
  * The domain and local part come from the network: maildir_component()
  * turns them into a single safe path component (lower case; '/', '%',
  * control bytes and a leading '.' percent-encoded), so no address can
- * name a path outside its own mailbox.
+ * name a path outside its own mailbox. With folder set, the message goes
+ * into the Maildir++ folder <mailbox>/.<folder>/ (e.g. ".Junk"); the
+ * folder name is checked by the queue (queue_folder_ok).
  */
 #ifndef MW_DELIVER_MAILDIR_H
 #define MW_DELIVER_MAILDIR_H
@@ -24,6 +26,7 @@ struct maildir_msg {
     const char *delivered_to;  /* the recipient address */
     const char *domain;        /* recipient domain */
     const char *local;         /* recipient local part, unquoted */
+    const char *folder;        /* Maildir++ folder, or NULL for the inbox */
     const char *queue_id;
     unsigned seq;              /* recipient index, for a unique file name */
     const char *body;

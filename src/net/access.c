@@ -291,7 +291,14 @@ int access_header_from(struct conn *c, const char *msg, size_t n, struct buf *wh
     size_t pos = 0;
     struct msg_field f;
     int r;
+    size_t line = 0;
     while ((r = msg_next_field(msg, n, &pos, &f)) != 0) {
+        if (r < 0 && str_iprefix(msg + line, pos - line, "From")) {
+            /* "From : x" (obsolete form) or worse: unreadable, refused. */
+            buf_printf(why, "Error: cannot read the From header field");
+            break;
+        }
+        line = pos;
         if (r < 0 || !msg_field_is(&f, "From"))
             continue;
         struct msg_mailbox *mb;

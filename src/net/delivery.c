@@ -149,6 +149,7 @@ static void deliver_work(void *arg)
             .delivered_to = a.text,
             .domain = a.domain,
             .local = a.local,
+            .folder = m.folder,
             .queue_id = m.id,
             .seq = (unsigned)i,
             .body = m.body,

@@ -25,6 +25,16 @@ static char *join(const char *a, const char *b)
     return p.data;
 }
 
+bool queue_folder_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!ascii_alpha(s[i]) && !ascii_digit(s[i]) && s[i] != '-' && s[i] != '_')
+            return false;
+    return true;
+}
+
 int queue_open(struct queue *q, const char *data_dir)
 {
     memset(q, 0, sizeof(*q));
@@ -72,6 +82,13 @@ int queue_commit(const struct queue *q, const char *id, const struct queue_env *
                (long long)env->arrival, env->from);
     if (env->spf)
         buf_printf(&head, "spf %s\n", env->spf);
+    if (env->folder) {
+        if (!queue_folder_ok(env->folder, strlen(env->folder))) {
+            buf_free(&head);
+            return -EINVAL;
+        }
+        buf_printf(&head, "folder %s\n", env->folder);
+    }
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&head, "rcpt %s\n", env->rcpts[i]);
     buf_printf(&head, "size %zu\n\n", total);
@@ -133,6 +150,10 @@ static int parse_file(struct queue_msg *m)
             have_from = true;
         } else if (len > 4 && memcmp(line, "spf ", 4) == 0 && m->spf == NULL) {
             m->spf = xmemdup0(line + 4, len - 4);
+        } else if (len > 7 && memcmp(line, "folder ", 7) == 0 && m->folder == NULL) {
+            if (!queue_folder_ok(line + 7, len - 7))
+                return -EBADMSG;
+            m->folder = xmemdup0(line + 7, len - 7);
         } else if (len > 5 && memcmp(line, "rcpt ", 5) == 0) {
             m->rcpts = xreallocarray(m->rcpts, m->nrcpt + 1, sizeof(char *));
             m->rcpts[m->nrcpt++] = xmemdup0(line + 5, len - 5);
@@ -197,6 +218,7 @@ void queue_msg_free(struct queue_msg *m)
 {
     xfree(m->from);
     xfree(m->spf);
+    xfree(m->folder);
     for (size_t i = 0; i < m->nrcpt; i++)
         xfree(m->rcpts[i]);
     xfree(m->rcpts);

@@ -10,8 +10,11 @@
  *
  * Format (text header, then the exact message bytes):
  *   MWQ 1\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n
- *   [spf <result> <domain>\n]  rcpt <addr>\n...
+ *   [spf <result> <domain>\n]  [folder <name>\n]  rcpt <addr>\n...
  *   size <n>\n  \n  <n bytes>  \nMWQ END\n
+ *
+ * folder names a Maildir++ folder to deliver into instead of the inbox
+ * (DMARC quarantine: "Junk"); letters, digits, '-' and '_' only.
  *
  * Recipients already delivered are appended to a side file <ID>.done, one
  * index per line; a crash between delivery and that append gives a
@@ -41,6 +44,7 @@ struct queue_env {
     const char *session;    /* SMTP session id, for log lines */
     const char *from;       /* "" for the null sender */
     const char *spf;        /* "<result> <domain>" or NULL */
+    const char *folder;     /* Maildir++ folder, or NULL for the inbox */
     const char *const *rcpts;
     size_t nrcpt;
     time_t arrival;
@@ -52,6 +56,7 @@ struct queue_msg {
     time_t arrival;
     char *from;
     char *spf;              /* NULL if not recorded */
+    char *folder;           /* NULL: the inbox */
     char **rcpts;
     bool *done;
     size_t nrcpt;
@@ -60,6 +65,8 @@ struct queue_msg {
     struct buf raw;
 };
 
+/* A valid folder name: 1..64 of [A-Za-z0-9_-]. */
+bool queue_folder_ok(const char *s, size_t n);
 int queue_open(struct queue *q, const char *data_dir);
 void queue_close(struct queue *q);
 /* Write env + message (at most QUEUE_MAX_IOV pieces) durably under id.

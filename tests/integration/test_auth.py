@@ -255,6 +255,11 @@ def test_header_from_must_match(sub, pki):
     with pytest.raises(smtplib.SMTPDataError) as e:
         s.sendmail(ALICE, [BOB], forged)
     assert e.value.smtp_code == 553 and e.value.smtp_error.startswith(b"5.7.1"), e.value
+    # the obsolete "From :" form is no way around the check
+    obsolete = message(ALICE, BOB, "obsolete-from").replace(b"From: ", b"From : ceo@localhost\r\nX: ", 1)
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        s.sendmail(ALICE, [BOB], obsolete)
+    assert e.value.smtp_code == 553, e.value
     ok = message('"Sales" <sales@localhost>', BOB, "granted-header")
     s.sendmail(ALICE, [BOB], ok)
     s.quit()

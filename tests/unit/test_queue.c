@@ -246,6 +246,55 @@ static void test_maildir_deliver(void **state)
     assert_true(maildir_deliver(root, "mx.test", &m, NULL) < 0);
 }
 
+/* The quarantine folder: recorded in the envelope, checked both ways, and
+ * used by the Maildir writer as a Maildir++ folder. */
+static void test_folder(void **state)
+{
+    struct fixture *f = *state;
+    const char *rcpts[] = { "a@localhost" };
+    struct queue_env env = { .session = "0123456789ABCDEF", .from = "s@example.org",
+                             .folder = "Junk", .rcpts = rcpts, .nrcpt = 1, .arrival = 1 };
+    static const char body[] = "Subject: q\r\n\r\nx\r\n";
+    struct iovec iov = { .iov_base = (void *)body, .iov_len = sizeof(body) - 1 };
+    char id[ID_LEN + 1];
+    id_new(id);
+    assert_int_equal(queue_commit(&f->q, id, &env, &iov, 1), 0);
+    struct queue_msg m;
+    assert_int_equal(queue_read(&f->q, id, &m), 0);
+    assert_string_equal(m.folder, "Junk");
+    queue_msg_free(&m);
+    static const char *const bad[] = { "../x", "", ".Junk", "a/b", "J unk" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        env.folder = bad[i];
+        id_new(id);
+        assert_int_equal(queue_commit(&f->q, id, &env, &iov, 1), -EINVAL);
+    }
+    /* a file that names a bad folder is malformed, not followed */
+    char path[256];
+    id_new(id);
+    snprintf(path, sizeof(path), "%s/queue/%s", f->dir, id);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "MWQ 1\nid %s\nsession %s\ntime 1\nfrom \nfolder ../../x\nrcpt a@localhost\n"
+                "size 1\n\nx\nMWQ END\n", id, id);
+    fclose(fp);
+    assert_int_equal(queue_read(&f->q, id, &m), -EBADMSG);
+
+    char root[128];
+    snprintf(root, sizeof(root), "%s/mail", f->dir);
+    struct maildir_msg mm = {
+        .return_path = "", .delivered_to = "a@localhost", .domain = "localhost", .local = "a",
+        .folder = "Junk", .queue_id = "0123456789ABCDEF", .body = "x\r\n", .body_len = 3,
+    };
+    struct buf out;
+    buf_init(&out);
+    assert_int_equal(maildir_deliver(root, "mx.test", &mm, &out), 0);
+    char expect[200];
+    snprintf(expect, sizeof(expect), "%s/localhost/a/.Junk/new/", root);
+    assert_true(strncmp(buf_ptr(&out), expect, strlen(expect)) == 0);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +304,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_and_tmp_cleanup, setup, teardown),
         cmocka_unit_test(test_maildir_component),
         cmocka_unit_test_setup_teardown(test_maildir_deliver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
