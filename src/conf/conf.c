@@ -327,6 +327,15 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("max_message_rate", 120, CFGF_NONE),
     CFG_SEC("user", user_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_SEC("dkim_sign", dkim_sign_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+    CFG_BOOL("dmarc_enforce", cfg_true, CFGF_NONE),
+    CFG_BOOL("dmarc_reject_bad_from", cfg_true, CFGF_NONE),
+    CFG_STR_LIST("dmarc_trusted_domains", "{}", CFGF_NONE),
+    CFG_STR_LIST("dmarc_trusted_networks", "{}", CFGF_NONE),
+    CFG_INT("dmarc_pct_seed", 0, CFGF_NONE),
+    CFG_BOOL("dmarc_reports", cfg_true, CFGF_NONE),
+    CFG_STR("dmarc_report_org", "", CFGF_NONE),
+    CFG_STR("dmarc_report_email", "", CFGF_NONE),
+    CFG_INT("dmarc_report_interval", 86400, CFGF_NONE),
     CFG_END(),
 };
 
@@ -360,6 +369,10 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "user|senders", v_senders);
     cfg_set_validate_func(cfg, "user", v_user_section);
     cfg_set_validate_func(cfg, "dkim_sign", v_dkim_section);
+    cfg_set_validate_func(cfg, "dmarc_trusted_domains", v_domain);
+    cfg_set_validate_func(cfg, "dmarc_trusted_networks", v_networks);
+    cfg_set_validate_func(cfg, "dmarc_pct_seed", v_unsigned);
+    cfg_set_validate_func(cfg, "dmarc_report_interval", v_unsigned);
 }
 
 static char *default_hostname(void)
@@ -396,6 +409,25 @@ static void lower_all(char **v, size_t n)
         str_lower(v[i]);
 }
 
+static void build_dmarc(cfg_t *cfg, struct mw_config *c)
+{
+    c->dmarc_enforce = cfg_getbool(cfg, "dmarc_enforce");
+    c->dmarc_reject_bad_from = cfg_getbool(cfg, "dmarc_reject_bad_from");
+    c->dmarc_trusted_domains = copy_strlist(cfg, "dmarc_trusted_domains",
+                                            &c->ndmarc_trusted_domains);
+    lower_all(c->dmarc_trusted_domains, c->ndmarc_trusted_domains);
+    c->ndmarc_trusted_networks = cfg_size(cfg, "dmarc_trusted_networks");
+    c->dmarc_trusted_networks = xcalloc(c->ndmarc_trusted_networks + 1, sizeof(struct cidr));
+    for (size_t i = 0; i < c->ndmarc_trusted_networks; i++)
+        (void)cidr_parse(cfg_getnstr(cfg, "dmarc_trusted_networks", (unsigned)i),
+                         &c->dmarc_trusted_networks[i]);
+    c->dmarc_pct_seed = (uint64_t)cfg_getint(cfg, "dmarc_pct_seed");
+    c->dmarc_reports = cfg_getbool(cfg, "dmarc_reports");
+    c->dmarc_report_org = xstrdup(cfg_getstr(cfg, "dmarc_report_org"));
+    c->dmarc_report_email = xstrdup(cfg_getstr(cfg, "dmarc_report_email"));
+    c->dmarc_report_interval = (unsigned)cfg_getint(cfg, "dmarc_report_interval");
+}
+
 static void build_access(cfg_t *cfg, struct mw_config *c)
 {
     c->users_file = xstrdup(cfg_getstr(cfg, "users_file"));
@@ -418,6 +450,7 @@ static void build_access(cfg_t *cfg, struct mw_config *c)
         c->grants[i].senders = copy_strlist(u, "senders", &c->grants[i].nsenders);
         lower_all(c->grants[i].senders, c->grants[i].nsenders);
     }
+    build_dmarc(cfg, c);
     c->ndkim_keys = cfg_size(cfg, "dkim_sign");
     c->dkim_keys = xcalloc(c->ndkim_keys + 1, sizeof(*c->dkim_keys));
     for (size_t i = 0; i < c->ndkim_keys; i++) {
@@ -579,6 +612,10 @@ void conf_unref(struct mw_config *c)
         xfree(c->dkim_keys[i].key_file);
     }
     xfree(c->dkim_keys);
+    free_strlist(c->dmarc_trusted_domains, c->ndmarc_trusted_domains);
+    xfree(c->dmarc_trusted_networks);
+    xfree(c->dmarc_report_org);
+    xfree(c->dmarc_report_email);
     xfree(c);
 }
 

@@ -110,6 +110,18 @@ struct mw_config {
     size_t ngrants;
     struct mw_dkim_key *dkim_keys;
     size_t ndkim_keys;
+    /* DMARC on inbound mail (not on authenticated submissions) */
+    bool dmarc_enforce;           /* p=reject refuses, p=quarantine files in .Junk */
+    bool dmarc_reject_bad_from;   /* no / several From, several mailboxes: 550 5.6.0 */
+    char **dmarc_trusted_domains; /* From domains never refused or quarantined */
+    size_t ndmarc_trusted_domains;
+    struct cidr *dmarc_trusted_networks;
+    size_t ndmarc_trusted_networks;
+    uint64_t dmarc_pct_seed;      /* 0: random at start */
+    bool dmarc_reports;           /* keep rows for aggregate reports */
+    char *dmarc_report_org;       /* "": hostname */
+    char *dmarc_report_email;     /* "": postmaster@hostname */
+    unsigned dmarc_report_interval; /* seconds between aggregate reports; 0: never */
 };
 
 /* path NULL: the embedded default. */

@@ -21,6 +21,7 @@
 #include "msg/authres.h"
 #include "net/access.h"
 #include "net/conn.h"
+#include "net/inbound_dmarc.h"
 #include "net/signing.h"
 #include "msg/header.h"
 #include "spf/spf.h"
@@ -42,6 +43,8 @@ struct commit_job {
     struct buf sig;        /* DKIM-Signature fields made on the worker */
     struct buf sig_err;
     int nsig;
+    struct authres ar;     /* our Authentication-Results, built in stages */
+    const char *folder;    /* Maildir++ folder (DMARC quarantine), or NULL */
     int result;
 };
 
@@ -76,6 +79,7 @@ static void commit_job_free(struct commit_job *j)
     buf_free(&j->stripped);
     buf_free(&j->sig);
     buf_free(&j->sig_err);
+    buf_free(&j->ar.b);
     signing_unref(j->signing);
     xfree(j->sign_domain);
     for (size_t i = 0; i < j->nrcpt; i++)
@@ -90,7 +94,8 @@ static void commit_work(void *arg)
 {
     struct commit_job *j = arg;
     const char *const *rcpts = (const char *const *)j->rcpts;
-    struct queue_env env = { .session = j->c->id, .from = j->from, .spf = j->spf, .rcpts = rcpts, .nrcpt = j->nrcpt,
+    struct queue_env env = { .session = j->c->id, .from = j->from, .spf = j->spf,
+                             .folder = j->folder, .rcpts = rcpts, .nrcpt = j->nrcpt,
                              .arrival = j->arrival };
     /* Signed here, off the loop: the signature covers the message as the
      * user sent it (our trace fields go above it). A signing error queues
@@ -153,27 +158,77 @@ static void commit_done(void *arg)
 }
 
 
-/* One Authentication-Results field (RFC 8601) under our host name: SPF as
- * decided at MAIL, and every DKIM signature. */
-static void add_authres(struct commit_job *j, struct conn *c, const struct dkim_sig_result *res,
-                        size_t n)
+/* Our Authentication-Results field (RFC 8601), first part: the AUTH user,
+ * SPF as decided at MAIL, and every DKIM signature; DMARC comes later. */
+static void authres_start(struct commit_job *j, struct conn *c, const struct dkim_sig_result *res,
+                          size_t n)
 {
-    struct authres ar;
-    authres_begin(&ar, c->conf->hostname);
+    struct authres *ar = &j->ar;
+    authres_begin(ar, c->conf->hostname);
     const char *user = smtp_session_auth_user(c->sess);
     if (user) {
         /* RFC 8601 2.7.4: the client authenticated as this user. */
-        authres_method(&ar, "auth", "pass", NULL);
-        authres_prop(&ar, "smtp", "auth", user);
+        authres_method(ar, "auth", "pass", NULL);
+        authres_prop(ar, "smtp", "auth", user);
     }
     if (c->spf_header) {
-        authres_method(&ar, "spf", spf_result_name((enum spf_result)c->spf_result), NULL);
+        authres_method(ar, "spf", spf_result_name((enum spf_result)c->spf_result), NULL);
         if (j->from[0] != '\0')
-            authres_prop(&ar, "smtp", "mailfrom", j->from);
-        authres_prop(&ar, "smtp", "helo", smtp_session_helo(c->sess));
+            authres_prop(ar, "smtp", "mailfrom", j->from);
+        authres_prop(ar, "smtp", "helo", smtp_session_helo(c->sess));
     }
-    dkim_authres(&ar, res, n);
-    authres_end(&ar, &j->received);
+    dkim_authres(ar, res, n);
+}
+
+/* Trace fields done: commit on a worker; the 250 follows from there. */
+static void commit_submit(struct commit_job *j, struct conn *c)
+{
+    authres_end(&j->ar, &j->received);
+    build_received(j, c, smtp_session_txn(c->sess));
+    worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
+}
+
+static void refuse(struct commit_job *j, struct conn *c, int code, const char *enh,
+                   const char *text)
+{
+    if (!c->dead) {
+        smtp_session_answer(c->sess, code, enh, text);
+        if (!c->in_ask)
+            conn_pump(c);
+    }
+    commit_job_free(j);
+    conn_job_done(c);
+}
+
+static void dmarc_done(void *arg, const struct dmarc_outcome *o, const struct dmarc_verdict *v)
+{
+    struct commit_job *j = arg;
+    struct conn *c = j->c;
+    if (c->dead) {
+        refuse(j, c, 0, NULL, NULL);
+        return;
+    }
+    if (v->code) {
+        refuse(j, c, v->code, v->enh, v->text);
+        return;
+    }
+    dmarc_authres(&j->ar, o);
+    j->folder = v->folder;
+    commit_submit(j, c);
+}
+
+static void log_dkim(struct conn *c, const struct dkim_sig_result *res, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        struct log_line l;
+        log_begin(&l, MW_LOG_INFO, "dkim");
+        log_str(&l, "session", c->id);
+        log_str(&l, "domain", res[k].d);
+        log_str(&l, "selector", res[k].s);
+        log_str(&l, "result", dkim_result_name(res[k].result));
+        log_str(&l, "reason", res[k].reason);
+        log_end(&l);
+    }
 }
 
 static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
@@ -186,16 +241,7 @@ static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
         conn_job_done(c);
         return;
     }
-    for (size_t k = 0; k < n; k++) {
-        struct log_line l;
-        log_begin(&l, MW_LOG_INFO, "dkim");
-        log_str(&l, "session", c->id);
-        log_str(&l, "domain", res[k].d);
-        log_str(&l, "selector", res[k].s);
-        log_str(&l, "result", dkim_result_name(res[k].result));
-        log_str(&l, "reason", res[k].reason);
-        log_end(&l);
-    }
+    log_dkim(c, res, n);
     /* Only we speak for our authserv-id: drop any such field the message
      * arrived with before adding ours (RFC 8601 5). */
     size_t forged = authres_strip_ours(buf_ptr(j->body), buf_size(j->body), c->conf->hostname,
@@ -208,9 +254,12 @@ static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
         log_u64(&l, "fields", forged);
         log_end(&l);
     }
-    add_authres(j, c, res, n);
-    build_received(j, c, smtp_session_txn(c->sess));
-    worker_submit(c->srv->commit_pool, commit_work, commit_done, j);
+    authres_start(j, c, res, n);
+    if (smtp_session_auth_user(c->sess)) {
+        commit_submit(j, c);   /* submissions are not subject to inbound DMARC */
+        return;
+    }
+    inbound_dmarc(c, buf_ptr(j->body), buf_size(j->body), res, n, dmarc_done, j);
 }
 
 /* The domain to sign for: authenticated mail whose (first) header From

@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -297,6 +299,9 @@ static int server_start(struct server *srv)
                              pool_cb, srv->auth_pool);
     event_add(srv->auth_ev, NULL);
     srv->access = access_new(srv->conf);
+    srv->dmarc_rng = srv->conf->dmarc_pct_seed;
+    if (srv->dmarc_rng == 0 && getrandom(&srv->dmarc_rng, sizeof(srv->dmarc_rng), 0) < 0)
+        srv->dmarc_rng = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 
     srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
     srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);

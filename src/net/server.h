@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf/conf.h"
 #include "queue/queue.h"
@@ -51,6 +52,7 @@ struct server {
     struct event *auth_ev;
     struct access *access;            /* AUTH back-off and rate-limit counters */
     struct signing *signing;          /* DKIM keys of the current config, or NULL */
+    uint64_t dmarc_rng;               /* pct= draws (dmarc_pct_seed, or random) */
     struct event *commit_ev, *deliver_ev;
     struct evconnlistener **listeners;
     struct listener_ctx **listener_ctx;

@@ -31,10 +31,20 @@ def binary_path():
     return Path(os.environ.get("MAILWARDEN_BIN") or REPO / "build" / "mailwarden")
 
 
+_given_ports = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never the same twice in this
+    process (the kernel may hand out a just-closed port again, and a daemon
+    with two listeners on one port cannot start)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
@@ -289,6 +299,10 @@ class Daemon:
     DEFAULTS = {
         "hostname": "mx.test",
         "local_domains": ["localhost", "example.org"],
+        # Transport tests send arbitrary bytes, often without a From field;
+        # the daemon's default refuses those (RFC 7489 6.6.1), and the
+        # tests of From handling (test_dmarc_daemon.py) turn it back on.
+        "dmarc_reject_bad_from": False,
     }
 
     def __init__(self, workdir):

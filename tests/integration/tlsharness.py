@@ -310,7 +310,8 @@ class TLSDaemon(Daemon):
     probes in clear text, so it is always starttls or none; the others are
     in self.listeners = {name: (port, mode)}."""
 
-    DEFAULTS = {"hostname": "mx.test", "local_domains": ["localhost", "mx.test"]}
+    DEFAULTS = {"hostname": "mx.test", "local_domains": ["localhost", "mx.test"],
+                "dmarc_reject_bad_from": False}  # as in mwharness.Daemon
 
     def __init__(self, workdir):
         super().__init__(workdir)

@@ -179,6 +179,8 @@ static void test_access_keys(void **state)
     assert_false(c->listens[0].auth);
     assert_true(c->listens[1].auth && c->listens[2].auth);
     assert_int_equal(c->nrelay_networks, 0);
+    assert_true(c->dmarc_enforce && c->dmarc_reject_bad_from && c->dmarc_reports);
+    assert_int_equal(c->dmarc_pct_seed, 0);
     conf_unref(c);
     buf_free(&err);
     unlink(path);
