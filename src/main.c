@@ -19,6 +19,7 @@ static const struct {
     { "check", cli_check, "diagnostics: DNS lookups with their DNSSEC state" },
     { "dkim", cli_dkim, "DKIM keys and signing: keygen, sign" },
     { "verify", cli_verify, "check a message: prints an Authentication-Results header" },
+    { "dmarc", cli_dmarc, "DMARC aggregate reports: report --dry-run prints the pending ones" },
     { "user", cli_user, "the user database: add, passwd, del, list" },
     { "send", cli_send, "submit a message over TLS (also installed as sendmail)" },
 };

@@ -39,7 +39,9 @@ static bool trusted(const struct mw_config *conf, const struct conn *c, const ch
     return cidr_match_any(conf->dmarc_trusted_networks, conf->ndmarc_trusted_networks, c->ip);
 }
 
-static void keep_row(struct dmarc_job *j, const struct dmarc_outcome *o)
+/* done: what actually happened to the message, which is what a report
+ * must say (an override or dmarc_enforce=false delivers despite p=). */
+static void keep_row(struct dmarc_job *j, const struct dmarc_outcome *o, enum dmarc_policy done)
 {
     struct conn *c = j->c;
     const struct dmarc_record *rec = o->record;
@@ -50,7 +52,7 @@ static void keep_row(struct dmarc_job *j, const struct dmarc_outcome *o)
         .when = time(NULL), .source_ip = c->ip, .header_from = o->from_domain,
         .envelope_from = from ? from : "", .policy_domain = o->record_domain,
         .p = rec->p, .sp = rec->sp, .pct = rec->pct, .adkim = rec->adkim, .aspf = rec->aspf,
-        .disposition = o->disposition, .dkim_pass = o->dkim_aligned, .spf_pass = o->spf_aligned,
+        .disposition = done, .dkim_pass = o->dkim_aligned, .spf_pass = o->spf_aligned,
         .spf_domain = j->spf_domain,
         .spf_result = c->spf_header ? spf_result_name((enum spf_result)c->spf_result) : "none",
         .ndkim = j->n, .rua = rec->rua, .nrua = rec->nrua,
@@ -125,7 +127,12 @@ static void evaluated(void *arg, const struct dmarc_outcome *o)
         log_str(&l, "action", action);
         log_str(&l, "reason", o->reason);
         log_end(&l);
-        keep_row(j, o);
+        enum dmarc_policy done = DMARC_P_NONE;
+        if (strcmp(action, "reject") == 0 && o->from == DMARC_FROM_OK)
+            done = DMARC_P_REJECT;
+        else if (strcmp(action, "quarantine") == 0)
+            done = DMARC_P_QUARANTINE;
+        keep_row(j, o, done);
     } else {
         memset(&v, 0, sizeof(v));
     }

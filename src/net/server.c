@@ -27,6 +27,7 @@
 #include "dns/unbound.h"
 #include "net/access.h"
 #include "net/conn.h"
+#include "net/dmarc_reports.h"
 #include "net/signing.h"
 #include "tls/tls.h"
 
@@ -319,6 +320,7 @@ static int server_start(struct server *srv)
         return -1;
     srv->delivery = delivery_new(srv);
     delivery_load_queue(srv->delivery);
+    srv->dmarc_reports = dmarc_reports_start(srv);
     log_kv(MW_LOG_INFO, "started", "hostname", srv->conf->hostname, "data_dir", srv->data_dir,
            "config", srv->conf->source, NULL);
     return 0;
@@ -327,6 +329,8 @@ static int server_start(struct server *srv)
 static void server_cleanup(struct server *srv)
 {
     close_listeners(srv);
+    /* Before the resolver and the delivery go: it may still use them. */
+    dmarc_reports_free(srv->dmarc_reports);
     /* Joining the pools runs any last completions; delivery must exist. */
     worker_pool_free(srv->commit_pool);
     worker_pool_free(srv->deliver_pool);

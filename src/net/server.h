@@ -34,6 +34,7 @@ struct delivery;
 struct listener_ctx;
 struct access;
 struct signing;
+struct dmarc_reports;
 
 struct server {
     struct event_base *base;
@@ -60,6 +61,7 @@ struct server {
     struct conn *conns;
     unsigned nconns;
     struct delivery *delivery;
+    struct dmarc_reports *dmarc_reports;  /* aggregate reports; NULL when off */
     struct event *sig_term, *sig_int, *sig_hup;
     bool stopping;
 };

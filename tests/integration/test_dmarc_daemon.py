@@ -102,6 +102,9 @@ def test_overrides(mw, tmp_path, setting):
     assert dmarc_entry(d)[0] == "fail"
     ev = mw.wait_event("dmarc", from_domain="reject.test")
     assert ev["action"] == ("none" if "dmarc_enforce" in setting else "override"), ev
+    # the report row says what was done (delivered), not what p= asked
+    [row] = (mw.data_dir / "dmarc" / "rows").read_text().splitlines()
+    assert row.split("\t")[11] == "none", row
 
 
 @pytest.mark.parametrize("head,why", [
