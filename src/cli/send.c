@@ -42,6 +42,7 @@
 
 #include "cli/cli.h"
 #include "cli/send_msg.h"
+#include "conf/conf.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "msg/addr.h"
@@ -203,16 +204,6 @@ static char *opt_dup(cfg_t *cfg, const char *name)
     return s != NULL && s[0] != '\0' ? xstrdup(s) : NULL;
 }
 
-static char *system_hostname(void)
-{
-    char h[256];
-    if (gethostname(h, sizeof(h)) < 0 || h[0] == '\0' || !domain_ok(h))
-        return xstrdup("localhost");
-    h[sizeof(h) - 1] = '\0';
-    str_lower(h);
-    return xstrdup(h);
-}
-
 /* The values, and the checks that involve more than one key. */
 static int conf_build(cfg_t *cfg, const char *path, mode_t mode, struct send_conf *c,
                       struct buf *err)
@@ -230,9 +221,9 @@ static int conf_build(cfg_t *cfg, const char *path, mode_t mode, struct send_con
     c->helo = opt_dup(cfg, "helo");
     c->timeout = (unsigned)cfg_getint(cfg, "timeout");
     if (c->domain == NULL)
-        c->domain = system_hostname();
+        c->domain = conf_system_hostname();
     if (c->helo == NULL)
-        c->helo = system_hostname();
+        c->helo = conf_system_hostname();
     if (c->server == NULL)
         buf_printf(err, "%s:0: server is not set: which server should mail go to?\n", path);
     else if (c->password && c->password_file)
@@ -269,7 +260,7 @@ static cfg_t *conf_parser(void)
 }
 
 /* Parse the open file fp (its mode already known) into c. */
-static int conf_parse(FILE *fp, const char *path, mode_t mode, struct send_conf *c,
+static int send_conf_parse(FILE *fp, const char *path, mode_t mode, struct send_conf *c,
                       struct buf *err)
 {
     cfg_t *cfg = conf_parser();
@@ -292,7 +283,7 @@ static int conf_parse(FILE *fp, const char *path, mode_t mode, struct send_conf 
     return rc;
 }
 
-static int conf_load(const char *path, struct send_conf *c, struct buf *err)
+static int send_conf_load(const char *path, struct send_conf *c, struct buf *err)
 {
     char iobuf[BUFSIZ];
     FILE *fp = fopen(path, "re");
@@ -304,7 +295,7 @@ static int conf_load(const char *path, struct send_conf *c, struct buf *err)
         return -1;
     }
     setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf));  /* ours, so that we can wipe it */
-    int rc = conf_parse(fp, path, st.st_mode, c, err);
+    int rc = send_conf_parse(fp, path, st.st_mode, c, err);
     fclose(fp);
     explicit_bzero(iobuf, sizeof(iobuf));
     return rc;
@@ -563,7 +554,7 @@ static const char *conf_path(const struct send_args *a)
 /* Configuration and password; an exit status. */
 static int load_conf(const struct send_args *a, struct send_conf *c, struct buf *err)
 {
-    if (conf_load(conf_path(a), c, err) < 0 ||
+    if (send_conf_load(conf_path(a), c, err) < 0 ||
         (c->password_file != NULL && read_password_file(c, err) < 0)) {
         fprintf(stderr, "%s: %s", prog, buf_ptr(err));
         return EX_CONFIG;

@@ -375,7 +375,7 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "dmarc_report_interval", v_unsigned);
 }
 
-static char *default_hostname(void)
+char *conf_system_hostname(void)
 {
     char h[256];
     if (gethostname(h, sizeof(h)) < 0 || h[0] == '\0' || !domain_ok(h))
@@ -468,7 +468,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->refs = 1;
     c->source = xstrdup(source);
     const char *h = cfg_getstr(cfg, "hostname");
-    c->hostname = h ? xstrdup(h) : default_hostname();
+    c->hostname = h ? xstrdup(h) : conf_system_hostname();
     str_lower(c->hostname);
     c->data_dir = xstrdup(cfg_getstr(cfg, "data_dir"));
     c->local_domains = copy_strlist(cfg, "local_domains", &c->nlocal);

@@ -133,6 +133,9 @@ bool conf_is_local_domain(const struct mw_config *c, const char *domain);
 bool conf_sender_allowed(const struct mw_config *c, const char *user, const char *local,
                          const char *domain);
 const char *conf_default_text(void);
+/* The system's host name in lower case if it is a valid domain name, else
+ * "localhost"; the caller frees it. */
+char *conf_system_hostname(void);
 const char *conf_tls_mode_name(enum mw_tls_mode m);
 
 #endif
