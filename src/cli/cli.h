@@ -34,4 +34,16 @@ int cli_open_resolver(const char *prog, const char *zone, const struct dns_unbou
  * or when it grows past max bytes. */
 int cli_read_message(FILE *in, size_t max, struct buf *b);
 
+/* Called once per message (CRLF text); returns EX_OK or an exit status,
+ * having printed why. */
+typedef int (*cli_message_fn)(void *arg, const struct buf *msg);
+/* Without files (nfiles == 0) the message on stdin (unreadable or larger
+ * than max: EX_DATAERR); otherwise each file in turn, "==> FILE <==" on
+ * stdout before its output. A file that cannot be read (or is larger than
+ * max) is reported as "mailwarden PROG: FILE: why" and skipped. Returns
+ * EX_NOINPUT if a file was skipped, else the first status other than EX_OK
+ * that fn returned, else EX_OK. */
+int cli_each_message(const char *prog, char *const *files, size_t nfiles, size_t max,
+                     cli_message_fn fn, void *arg);
+
 #endif

@@ -10,14 +10,20 @@
  *       RSA is 2048 bits unless --bits (1024..8192) says otherwise.
  *   mailwarden dkim sign --domain D --selector S --key FILE
  *                        [--canon H/B] [--time T] [--expire SECONDS]
- *                        [--identity I] < message
- *       prints the message with a DKIM-Signature field prepended. Input is
- *       read as bytes; bare LF line ends become CRLF; output is CRLF.
- *       --canon defaults to relaxed/relaxed; --time to the clock.
+ *                        [--identity I] [--signature-only] [MSG...] < message
+ *       prints the message with a DKIM-Signature field prepended, or with
+ *       --signature-only that field alone. Input is read as bytes; bare LF
+ *       line ends become CRLF; output is CRLF. --canon defaults to
+ *       relaxed/relaxed; --time to the clock (read per message).
+ *       Batch: with MSG arguments each file is signed in turn with the key
+ *       loaded once, its output after a line "==> MSG <=="; a file that
+ *       cannot be read, or cannot be signed, is reported on stderr and the
+ *       others are still signed.
  *
- * Exit: 0 done; 64 bad usage; 65 unreadable message, message without
- * From, or a key file that holds no usable key; 66 the key file cannot be
- * read; 73 the key file cannot be created (exists already).
+ * Exit: 0 done; 64 bad usage; 65 unreadable message (stdin), a message
+ * without From, or a key file that holds no usable key; 66 the key file
+ * or a MSG file cannot be read (the other files were signed); 73 the key
+ * file cannot be created (exists already).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -38,6 +44,13 @@ struct dkim_args {
     const char *domain, *selector, *algo, *out, *key, *identity;
     enum dkim_canon hc, bc;
     uint64_t t, expire, bits;
+    bool signature_only;
+};
+
+struct sign_run {
+    const struct dkim_args *a;
+    const struct dkim_key *key;
+    struct buf out, err;   /* reused from message to message */
 };
 
 static void usage(FILE *f)
@@ -46,7 +59,8 @@ static void usage(FILE *f)
           "                              [--bits N] [--out FILE]\n"
           "       mailwarden dkim sign --domain D --selector S --key FILE\n"
           "                            [--canon relaxed/relaxed|simple/simple|...]\n"
-          "                            [--time T] [--expire SECONDS] [--identity I] < msg\n",
+          "                            [--time T] [--expire SECONDS] [--identity I]\n"
+          "                            [--signature-only] [MSG...] (or < msg)\n",
           f);
 }
 
@@ -73,7 +87,8 @@ static int parse_args(int argc, char **argv, struct dkim_args *a)
         { "key", required_argument, NULL, 'k' },    { "canon", required_argument, NULL, 'c' },
         { "time", required_argument, NULL, 't' },   { "expire", required_argument, NULL, 'x' },
         { "bits", required_argument, NULL, 'b' },   { "identity", required_argument, NULL, 'i' },
-        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+        { "signature-only", no_argument, NULL, 'S' }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     int ch;
     a->hc = a->bc = DKIM_CANON_RELAXED;
@@ -88,6 +103,7 @@ static int parse_args(int argc, char **argv, struct dkim_args *a)
         case 'o': a->out = optarg; break;
         case 'k': a->key = optarg; break;
         case 'i': a->identity = optarg; break;
+        case 'S': a->signature_only = true; break;
         case 'c': bad = dkim_canon_parse(optarg, strlen(optarg), &a->hc, &a->bc); break;
         case 't': bad = num_arg(optarg, (uint64_t)1 << 40, &a->t); break;
         case 'x': bad = num_arg(optarg, (uint64_t)1 << 40, &a->expire); break;
@@ -143,11 +159,34 @@ static int keygen(const struct dkim_args *a)
     return rc;
 }
 
-static int sign(const struct dkim_args *a)
+/* One message: print it signed, or its signature (a cli_message_fn). */
+static int sign_one(void *arg, const struct buf *msg)
+{
+    struct sign_run *run = arg;
+    const struct dkim_args *a = run->a;
+    struct dkim_sign_opts o = {
+        .domain = a->domain, .selector = a->selector, .identity = a->identity, .key = run->key,
+        .hcanon = a->hc, .bcanon = a->bc, .t = a->t ? a->t : (uint64_t)time(NULL),
+    };
+    if (a->expire != 0)
+        o.x = o.t + a->expire;
+    buf_reset(&run->out);
+    buf_reset(&run->err);
+    if (dkim_sign(&o, buf_ptr(msg), buf_size(msg), &run->out, &run->err) < 0) {
+        fprintf(stderr, "mailwarden dkim: %s\n", buf_ptr(&run->err));
+        return EX_DATAERR;
+    }
+    fwrite(buf_ptr(&run->out), 1, buf_size(&run->out), stdout);
+    if (!a->signature_only)
+        fwrite(buf_ptr(msg), 1, buf_size(msg), stdout);
+    return EX_OK;
+}
+
+static int sign(const struct dkim_args *a, char **files, size_t nfiles)
 {
     if (a->key == NULL)
         return fputs("mailwarden dkim: --key is required\n", stderr), EX_USAGE;
-    struct buf pem = { 0 }, err = { 0 }, msg = { 0 }, out = { 0 };
+    struct buf pem = { 0 }, err = { 0 };
     struct dkim_key *k = NULL;
     int rc = EX_OK;
     if (fs_read_file(a->key, 1 << 20, &pem) < 0) {
@@ -156,31 +195,17 @@ static int sign(const struct dkim_args *a)
     } else if ((k = dkim_key_load_pem(buf_ptr(&pem), buf_size(&pem), &err)) == NULL) {
         fprintf(stderr, "mailwarden dkim: %s: %s\n", a->key, buf_ptr(&err));
         rc = EX_DATAERR;
-    } else if (cli_read_message(stdin, MAX_MSG, &msg) < 0) {
-        fputs("mailwarden dkim: cannot read the message\n", stderr);
-        rc = EX_DATAERR;
     } else {
-        struct dkim_sign_opts o = {
-            .domain = a->domain, .selector = a->selector, .identity = a->identity, .key = k,
-            .hcanon = a->hc, .bcanon = a->bc, .t = a->t ? a->t : (uint64_t)time(NULL),
-        };
-        if (a->expire != 0)
-            o.x = o.t + a->expire;
-        if (dkim_sign(&o, buf_ptr(&msg), buf_size(&msg), &out, &err) < 0) {
-            fprintf(stderr, "mailwarden dkim: %s\n", buf_ptr(&err));
-            rc = EX_DATAERR;
-        } else {
-            fwrite(buf_ptr(&out), 1, buf_size(&out), stdout);
-            fwrite(buf_ptr(&msg), 1, buf_size(&msg), stdout);
-        }
+        struct sign_run run = { .a = a, .key = k };
+        rc = cli_each_message("dkim", files, nfiles, MAX_MSG, sign_one, &run);
+        buf_free(&run.out);
+        buf_free(&run.err);
     }
     if (pem.data != NULL)
         memset(pem.data, 0, pem.cap);
     dkim_key_free(k);
     buf_free(&pem);
     buf_free(&err);
-    buf_free(&msg);
-    buf_free(&out);
     return rc;
 }
 
@@ -200,9 +225,15 @@ int cli_dkim(int argc, char **argv)
     int rc = parse_args(argc - 1, argv + 1, &a);
     if (rc != 0)
         return rc > 0 ? EX_OK : EX_USAGE;
-    if (optind != argc - 1) {
-        fputs("mailwarden dkim: unexpected argument\n", stderr);
+    /* optind counts in argv + 1; what follows the options is sign's MSG... */
+    char **files = argv + 1 + optind;
+    size_t nfiles = (size_t)(argc - 1 - optind);
+    bool keygen_cmd = strcmp(cmd, "keygen") == 0;
+    if (keygen_cmd && (nfiles > 0 || a.signature_only)) {
+        fputs(nfiles > 0 ? "mailwarden dkim: unexpected argument\n"
+                         : "mailwarden dkim: --signature-only is for sign\n",
+              stderr);
         return EX_USAGE;
     }
-    return strcmp(cmd, "keygen") == 0 ? keygen(&a) : sign(&a);
+    return keygen_cmd ? keygen(&a) : sign(&a, files, nfiles);
 }

@@ -4,7 +4,7 @@
  *
  *   mailwarden verify [--authserv-id ID] [--time T] [--dmarc-random N]
  *                     [--client-ip IP --helo NAME [--mail-from ADDR]]
- *                     [DNS options] < message
+ *                     [DNS options] [FILE...] < message
  *
  *   DNS options as for `mailwarden spf`: --dns-zone FILE, or libunbound
  *   with [--dns-forwarder IP[@PORT]]... [--trust-anchor-file FILE|none]
@@ -20,8 +20,14 @@
  * The message is read as bytes, bare LF becomes CRLF. The authserv-id
  * defaults to the host name; --time to the clock.
  *
+ * Batch: with FILE arguments each file is a message, evaluated in turn in
+ * this process with the one resolver (and its answers: the zone, or
+ * libunbound's cache); each field follows a line "==> FILE <==". A file
+ * that cannot be read is reported on stderr and skipped.
+ *
  * Exit: 0 evaluated (whatever the results); 64 bad usage; 65 unreadable
- * message; 78 zone file error or unusable resolver set-up.
+ * message on stdin; 66 a FILE could not be read (the others were
+ * evaluated); 78 zone file error or unusable resolver set-up.
  */
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -50,6 +56,8 @@ struct verify_args {
     const char *zone, *anchor_file, *authserv, *ip, *helo, *mail_from;
     const char **fwd, **anchors;
     size_t nfwd, nanchors;
+    char **files;   /* FILE arguments: batch mode when nfiles > 0 */
+    size_t nfiles;
     uint64_t now;
     bool have_draw;
     unsigned draw;
@@ -61,6 +69,8 @@ struct run {
     bool done;
     struct authres ar;
     const struct verify_args *a;
+    const char *authserv;            /* --authserv-id or the host name */
+    /* Per message, reset by evaluate(): */
     struct dmarc_dkim_input *dkim;   /* for DMARC: d= and pass of each signature */
     char **dkim_d;                   /* the d= strings dkim points to */
     size_t ndkim;
@@ -73,7 +83,8 @@ static void usage(FILE *f)
     fputs("usage: mailwarden verify [--authserv-id ID] [--time T] [--dmarc-random N]\n"
           "           [--client-ip IP --helo NAME [--mail-from ADDR]]\n"
           "           [--dns-zone FILE | [--dns-forwarder IP[@PORT]]...\n"
-          "           [--trust-anchor-file FILE|none] [--trust-anchor \"RR\"]...] < msg\n",
+          "           [--trust-anchor-file FILE|none] [--trust-anchor \"RR\"]...]\n"
+          "           [FILE...] (or < msg)\n",
           f);
 }
 
@@ -135,7 +146,9 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
         default: usage(stderr); return -1;
         }
     }
-    const char *bad = optind != argc ? "unexpected argument" : check_args(a);
+    a->files = argv + optind;
+    a->nfiles = (size_t)(argc - optind);
+    const char *bad = check_args(a);
     if (bad != NULL) {
         fprintf(stderr, "mailwarden verify: %s\n", bad);
         usage(stderr);
@@ -226,20 +239,24 @@ static void eval_dmarc(struct run *run, const struct verify_args *a, const struc
     xfree(run->spf_domain);
 }
 
-static void evaluate(struct run *run, const struct verify_args *a, const struct buf *msg)
+/* One message: print its Authentication-Results field (a cli_message_fn). */
+static int evaluate(void *arg, const struct buf *msg)
 {
-    char host[256] = "localhost";
-    if (a->authserv == NULL && gethostname(host, sizeof(host) - 1) < 0)
-        str_lcpy(host, "localhost", sizeof(host));
-    host[sizeof(host) - 1] = '\0';
-    authres_begin(&run->ar, a->authserv != NULL ? a->authserv : host);
+    struct run *run = arg;
+    const struct verify_args *a = run->a;
+    run->dkim = NULL;
+    run->dkim_d = NULL;
+    run->ndkim = 0;
+    run->spf_domain = NULL;
+    run->spf_pass = false;
+    authres_begin(&run->ar, run->authserv);
     struct dkim_verify_opts o = { .now = a->now };
     dkim_verify_opt(&run->r, buf_ptr(msg), buf_size(msg), &o, on_dkim, run);
     wait_done(run);
     if (a->ip != NULL) {
         struct spf_request req = {
             .ip = a->ip, .sender = a->mail_from != NULL ? a->mail_from : "", .helo = a->helo,
-            .receiver = a->authserv != NULL ? a->authserv : host, .now = a->now,
+            .receiver = run->authserv, .now = a->now,
         };
         spf_check(&run->r, &req, on_spf, run);
         wait_done(run);
@@ -249,32 +266,30 @@ static void evaluate(struct run *run, const struct verify_args *a, const struct 
     authres_end(&run->ar, &out);
     fwrite(buf_ptr(&out), 1, buf_size(&out), stdout);
     buf_free(&out);
+    return EX_OK;
 }
 
 int cli_verify(int argc, char **argv)
 {
     struct verify_args a = { 0 };
-    struct buf msg = { 0 };
     int rc = parse_args(argc, argv, &a);
     if (rc != 0) {
         xfree(a.fwd);
         xfree(a.anchors);
         return rc > 0 ? EX_OK : EX_USAGE;
     }
-    struct run run = { .a = &a };
-    if (cli_read_message(stdin, MAX_MSG, &msg) < 0) {
-        fputs("mailwarden verify: cannot read the message\n", stderr);
-        rc = EX_DATAERR;
-    } else {
-        rc = open_resolver(&a, &run);
-        if (rc == EX_OK) {
-            evaluate(&run, &a, &msg);
-            dns_close(&run.r);
-        }
+    char host[256] = "localhost";
+    if (a.authserv == NULL && gethostname(host, sizeof(host) - 1) < 0)
+        str_lcpy(host, "localhost", sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    struct run run = { .a = &a, .authserv = a.authserv != NULL ? a.authserv : host };
+    rc = open_resolver(&a, &run);
+    if (rc == EX_OK) {
+        rc = cli_each_message("verify", a.files, a.nfiles, MAX_MSG, evaluate, &run);
+        dns_close(&run.r);
     }
     if (run.base != NULL)
         event_base_free(run.base);
-    buf_free(&msg);
     xfree(a.fwd);
     xfree(a.anchors);
     return rc;
