@@ -1,8 +1,11 @@
-"""Shared helpers of the benchmarks in bench/ (bench/accept, bench/tls).
+"""Shared helpers of the benchmarks in bench/ (accept, tls, idle, latency,
+queue-size, run).
 
-Set-up of a private Postfix instance and of mailwarden on loopback ports in
-a temp dir, waiting for their queues to drain, checking their logs after a
-run, and cleaning everything up on exit (including Ctrl-C and SIGTERM).
+Set-up of a private Postfix instance, of a private OpenSMTPD instance and of
+mailwarden on loopback ports in a temp dir, waiting for their queues to
+drain, checking their logs after a run, reading the memory of their
+processes, and cleaning everything up on exit (including Ctrl-C and
+SIGTERM).
 
 A script calls init("name") (prefix of its messages) and run_main(main).
 """
@@ -205,13 +208,16 @@ class Postfix:
 
     extra_main_cf / extra_master_cf are appended to the generated main.cf
     and master.cf.  client_name names the load generator in problems.
-    After check_run(), last_log holds the maillog text of that run."""
+    smtpd_maxproc is the process limit of the smtpd service ("-": the
+    default_process_limit, 100).  After check_run(), last_log holds the
+    maillog text of that run."""
 
     name = "postfix"
 
     def __init__(self, base, port, extra_main_cf="", extra_master_cf="",
-                 client_name="smtp-source"):
+                 client_name="smtp-source", smtpd_maxproc="-"):
         self.dir = os.path.join(base, "postfix")
+        self.smtpd_maxproc = smtpd_maxproc
         self.conf = os.path.join(self.dir, "conf")
         self.queue = os.path.join(self.dir, "queue")
         self.data = os.path.join(self.dir, "data")
@@ -267,7 +273,7 @@ biff = no
         # Only the services this test needs; the smtpd listens on a private
         # loopback port.  No chroot (the queue dir is a temp dir).
         master_cf = f"""\
-127.0.0.1:{self.port} inet n - n - - smtpd
+127.0.0.1:{self.port} inet n - n - {self.smtpd_maxproc} smtpd
 cleanup   unix  n - n -   0 cleanup
 qmgr      unix  n - n 300 1 qmgr
 rewrite   unix  - - n -   - trivial-rewrite
@@ -333,6 +339,10 @@ postlog   unix-dgram n - n - 1 postlogd
     def queued_lines(self, text):
         return len(re.findall(r"/cleanup\[\d+\]: \w+: message-id=", text))
 
+    def pids(self):
+        """The master and every process it started."""
+        return proc_tree(self.master_pid) if self.master_pid else []
+
     def state(self):
         """(queued, delivered, queue empty) since the start of this run."""
         text, _ = read_from(self.maillog, self.log_off)
@@ -377,17 +387,44 @@ postlog   unix-dgram n - n - 1 postlogd
         return True
 
 
+# SPF for the benchmark's sender domain, answered by mailwarden from this
+# zone file (dns { zone_file }): the SPF check at MAIL runs for every
+# message as in production, but no benchmark depends on, or waits for, a
+# DNS server elsewhere.  Clients connect from 127.0.0.1, which passes.
+SPF_ZONE = """\
+$ORIGIN bench.test.
+$TTL 3600
+@ IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
+"""
+
+# Top-level settings of every benchmark configuration of mailwarden.  The
+# default max_connection_rate (120 new connections a minute per address)
+# would refuse a load generator on 127.0.0.1 after two seconds.
+MAILWARDEN_SETTINGS = {
+    "max_connections_per_ip": 1000,
+    "max_connection_rate": 0,
+}
+
+
 class Mailwarden:
     """mailwarden serve on a loopback port, log (stderr) in mailwarden.log.
 
-    listen_extra is added inside the listen block, extra_conf after it.
-    After check_run(), last_log holds the log text of that run."""
+    settings: top-level keys added to (or replacing those of)
+    MAILWARDEN_SETTINGS, written as given (an int, or the configuration
+    syntax as a string).  listen_extra is added inside the listen block,
+    extra_conf after it.  name/dirname tell two instances apart.  After
+    check_run(), last_log holds the log text of that run."""
 
     name = "mailwarden"
 
     def __init__(self, base, port, binary, listen_extra="", extra_conf="",
-                 client_name="smtp-source"):
-        self.dir = os.path.join(base, "mailwarden")
+                 client_name="smtp-source", settings=None, name=None,
+                 dirname=None):
+        if name:
+            self.name = name
+        self.dir = os.path.join(base, dirname or "mailwarden")
+        self.zone = os.path.join(self.dir, "bench.zone")
+        self.settings = dict(MAILWARDEN_SETTINGS, **(settings or {}))
         self.data = os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "mailwarden.conf")
         self.logfile = os.path.join(self.dir, "mailwarden.log")
@@ -402,12 +439,17 @@ class Mailwarden:
         self.last_log = ""
 
     def start(self):
-        os.makedirs(self.data)
+        os.makedirs(self.data, exist_ok=True)
+        with open(self.zone, "w") as f:
+            f.write(SPF_ZONE)
+        settings = "".join(f"{k} = {v}\n" for k, v in self.settings.items())
         with open(self.conf, "w") as f:
             f.write(f"""\
 hostname = "bench.test"
 local_domains = {{ "localhost", "bench.test" }}
-max_connections_per_ip = 1000
+{settings}dns {{
+    zone_file = "{self.zone}"
+}}
 listen smtp {{
     address = "127.0.0.1"
     port = {self.port}
@@ -439,6 +481,9 @@ listen smtp {{
             log(f"{PROG}: note: mailwarden had already exited with status "
                 f"{p.returncode}")
         self.logf.close()
+
+    def pids(self):
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
 
     def count_delivered(self):
         n = 0
@@ -484,6 +529,331 @@ listen smtp {{
             problems.append(f"{len(bad)} warn/error/reject (or non-logfmt) lines in "
                             "the mailwarden log, e.g.:\n    " + "\n    ".join(bad[:5]))
         return problems, drain, rc == 0 and queued == count
+
+
+# OpenSMTPD runs from the files of Debian's package, unpacked (not
+# installed) into this directory: the package conflicts with postfix
+# ("Conflicts: mail-transport-agent"), so installing it would remove the
+# Postfix that the benchmarks compare against, and it would start a system
+# service on port 25.
+OPENSMTPD_CACHE = "/var/cache/mailwarden-bench/opensmtpd"
+# Libraries the package depends on (its Depends: line, Debian 12).
+OPENSMTPD_LIBS = ["libdb5.3", "libevent-2.1-7", "libpam0g", "libssl3",
+                  "zlib1g", "libcrypt1"]
+
+
+def ensure_opensmtpd():
+    """Return (root, version) of an unpacked opensmtpd package, or raise
+    BenchError saying why OpenSMTPD cannot run here.
+
+    `apt-get download opensmtpd` fetches the .deb (the ordinary apt client,
+    no installation); dpkg-deb -x unpacks it under OPENSMTPD_CACHE.  Its
+    privilege-separation users (opensmtpd, opensmtpq) are created as the
+    package's postinst would.  Nothing is started here."""
+    if shutil.which("unshare") is None:
+        die("unshare (util-linux) is missing: cannot give OpenSMTPD a private "
+            "/var")
+    r = run_quiet(["apt-cache", "show", "--no-all-versions", "opensmtpd"])
+    m = re.search(r"(?m)^Version: (\S+)", r.stdout)
+    if not m:
+        run_quiet(["apt-get", "update", "-qq"],
+                  env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        r = run_quiet(["apt-cache", "show", "--no-all-versions", "opensmtpd"])
+        m = re.search(r"(?m)^Version: (\S+)", r.stdout)
+    if not m:
+        die("no opensmtpd package known to apt (apt-cache show opensmtpd)")
+    version = m.group(1)
+    root = os.path.join(OPENSMTPD_CACHE, version.replace(":", "_"), "root")
+    smtpd = os.path.join(root, "usr", "sbin", "smtpd")
+    if not os.access(smtpd, os.X_OK):
+        log(f"{PROG}: fetching opensmtpd {version} with apt-get download "
+            f"(unpacked into {OPENSMTPD_CACHE}, not installed: it conflicts "
+            "with postfix)...")
+        dl = os.path.dirname(root)
+        os.makedirs(dl, exist_ok=True)
+        os.chmod(dl, 0o755)
+        r = run_quiet(["apt-get", "download", f"opensmtpd={version}"], cwd=dl)
+        debs = [f for f in os.listdir(dl) if f.endswith(".deb")]
+        if r.returncode != 0 or not debs:
+            die(f"apt-get download opensmtpd failed:\n{r.stdout[-1500:]}")
+        tmp = root + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        r = run_quiet(["dpkg-deb", "-x", os.path.join(dl, debs[0]), tmp])
+        if r.returncode != 0:
+            die(f"dpkg-deb -x {debs[0]} failed:\n{r.stdout[-1500:]}")
+        os.rename(tmp, root)
+    missing = missing_packages(OPENSMTPD_LIBS)
+    if missing:
+        log(f"{PROG}: installing {' '.join(missing)} (libraries of opensmtpd)...")
+        apt_install(missing)
+    r = run_quiet(["ldd", smtpd])
+    if "not found" in r.stdout:
+        die(f"{smtpd} misses libraries:\n{r.stdout}")
+    for user, gecos in (("opensmtpd", "OpenSMTPD Daemon"),
+                        ("opensmtpq", "OpenSMTPD queue user")):
+        if run_quiet(["id", "-g", user]).returncode != 0:
+            run_quiet(["addgroup", "--system", "--quiet", user])
+        if run_quiet(["id", user]).returncode != 0:
+            log(f"{PROG}: creating system user {user} (as the opensmtpd "
+                "package does)")
+            r = run_quiet(["adduser", "--system", "--quiet", "--home",
+                           "/var/lib/opensmtpd/empty", "--no-create-home",
+                           "--disabled-password", "--gecos", gecos,
+                           "--ingroup", user, user])
+            if r.returncode != 0:
+                die(f"cannot create user {user}:\n{r.stdout}")
+    return root, version
+
+
+class OpenSMTPD:
+    """A private OpenSMTPD instance (smtpd -d, log on stderr in smtpd.log).
+
+    OpenSMTPD's spool (/var/spool/smtpd), chroot (/var/lib/opensmtpd/empty)
+    and control socket (/var/run/smtpd.sock) are compiled in, and so is
+    /usr/libexec/opensmtpd (its delivery helpers).  It therefore runs in a
+    private mount namespace (unshare -m) in which a directory of the temp
+    dir is mounted on /var, the unpacked package's libexec on /usr/libexec,
+    and a resolv.conf saying "lookup file" on /etc/resolv.conf (its
+    resolver then answers the reverse lookup of 127.0.0.1 from /etc/hosts,
+    as Postfix's does, instead of asking the network).  Nothing is visible
+    outside the namespace except the loopback port.
+
+    Accepted mail for bench.test goes to one Maildir (user opensmtpd),
+    delivered by OpenSMTPD's mail.maildir, which fsyncs the file; the queue
+    itself does not fsync the message before the 250.  listen_extra is
+    added to the listen line, extra_conf before it."""
+
+    name = "opensmtpd"
+
+    def __init__(self, base, port, root, client_name="smtp-source",
+                 listen_extra="", extra_conf=""):
+        self.dir = os.path.join(base, "opensmtpd")
+        self.root = root
+        self.port = port
+        self.client_name = client_name
+        self.listen_extra = listen_extra
+        self.extra_conf = extra_conf
+        self.conf = os.path.join(self.dir, "smtpd.conf")
+        self.logfile = os.path.join(self.dir, "smtpd.log")
+        self.var = os.path.join(self.dir, "var")
+        self.maildir = os.path.join(self.dir, "maildir")
+        self.proc = None
+        self.log_off = 0
+        self.delivered_total = 0
+        self.last_log = ""
+
+    def start(self):
+        for d in ("/var/", "/run/", "/usr/libexec/"):
+            if (self.dir + "/").startswith(d):
+                die(f"the temp dir {self.dir} is under {d}, which OpenSMTPD's "
+                    "namespace replaces; set TMPDIR elsewhere")
+        for d in (os.path.join(self.var, "spool", "smtpd"),
+                  os.path.join(self.var, "lib", "opensmtpd", "empty"),
+                  os.path.join(self.var, "run"), self.maildir):
+            os.makedirs(d, exist_ok=True)
+        for d in (self.dir, self.var, os.path.join(self.var, "lib"),
+                  os.path.join(self.var, "lib", "opensmtpd"),
+                  os.path.join(self.var, "lib", "opensmtpd", "empty"),
+                  os.path.join(self.var, "spool")):
+            os.chmod(d, 0o755)
+        os.chmod(os.path.join(self.var, "spool", "smtpd"), 0o711)
+        shutil.chown(self.maildir, "opensmtpd", "opensmtpd")
+        resolv = os.path.join(self.dir, "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("lookup file\nnameserver 127.0.0.1\n")
+        with open(self.conf, "w") as f:
+            f.write(f"""\
+# Private benchmark instance; generated by bench/{PROG}.
+{self.extra_conf}listen on 127.0.0.1 port {self.port} hostname opensmtpd.bench.test {self.listen_extra}
+action "local" maildir "{self.maildir}" virtual {{ "@" = opensmtpd }}
+match from any for domain "bench.test" action "local"
+match from any for domain "localhost" action "local"
+""")
+        smtpd = os.path.join(self.root, "usr", "sbin", "smtpd")
+        r = run_quiet([smtpd, "-n", "-f", self.conf])
+        if r.returncode != 0:
+            die(f"smtpd -n -f {self.conf} failed:\n{r.stdout}")
+        libexec = os.path.join(self.root, "usr", "libexec")
+        # /var last (the unpacked package lives under /var/cache), and
+        # smtpd runs from a copy in the temp dir.
+        shutil.copy2(smtpd, os.path.join(self.dir, "smtpd"))
+        smtpd = os.path.join(self.dir, "smtpd")
+        script = (f"mount --bind {libexec} /usr/libexec && "
+                  f"mount --bind {resolv} /etc/resolv.conf && "
+                  f"mount --bind {self.var} /var && "
+                  f"exec {smtpd} -d -f {self.conf}")
+        self.logf = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+            start_new_session=True)
+        wait_ready(self, lambda: self.proc.poll() is None)
+        _, self.log_off = read_from(self.logfile, 0)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        p, self.proc = self.proc, None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log(f"{PROG}: opensmtpd ignored SIGTERM for 10s; killing it")
+        # Its children (and delivery helpers) are in the same session.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        self.logf.close()
+
+    def pids(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        return proc_tree(self.proc.pid)
+
+    def count_delivered(self):
+        n = 0
+        for sub in ("new", "cur"):
+            try:
+                n += len(os.listdir(os.path.join(self.maildir, sub)))
+            except FileNotFoundError:
+                pass
+        return n
+
+    def state(self):
+        text, _ = read_from(self.logfile, self.log_off)
+        queued = len(re.findall(r"(?m) smtp message msgid=", text))
+        delivered = self.count_delivered() - self.delivered_total
+        return queued, delivered, True
+
+    def check_run(self, count, rc, src_out):
+        problems = []
+        if rc != 0:
+            problems.append(f"{self.client_name} exit status {rc}: "
+                            f"{src_out.strip()[-500:]}")
+        alive = lambda: self.proc is not None and self.proc.poll() is None
+        (queued, delivered, _), drain, drained = wait_drain(self.state, count,
+                                                            rc, alive)
+        text, self.log_off = read_from(self.logfile, self.log_off)
+        self.last_log = text
+        queued = len(re.findall(r"(?m) smtp message msgid=", text))
+        self.delivered_total += delivered
+        if not alive():
+            problems.append("opensmtpd exited")
+        if queued != count:
+            problems.append(f"{queued} 'smtp message' lines in the log, "
+                            f"expected {count}")
+        if not drained:
+            problems.append(f"only {delivered} of {queued} queued messages in "
+                            f"the Maildir after {drain:.1f}s")
+        bad = [l for l in text.splitlines()
+               if re.match(r"(warn|fatal|error|crit)\b", l)
+               or re.search(r"\bresult=(TempFail|PermFail|Error)\b", l)
+               or re.search(r"\bsmtp failed-command\b", l)]
+        if bad:
+            problems.append(f"{len(bad)} warn/error/failed lines in the "
+                            "opensmtpd log, e.g.:\n    " + "\n    ".join(bad[:5]))
+        return problems, drain, rc == 0 and queued == count
+
+
+# --------------------------------------------------------------------------
+# processes and memory
+
+
+def proc_children():
+    """{pid: [child pids]} of every process."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may contain spaces and parens.
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def proc_tree(pid):
+    """pid and all its descendants that exist now."""
+    kids = proc_children()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def proc_comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def smaps_rollup(pid):
+    """{'Rss': kB, 'Pss': kB, ...} of one process ({} if it is gone)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                m = re.match(r"(\w+):\s+(\d+) kB", line)
+                if m:
+                    out[m.group(1)] = int(m.group(2))
+    except OSError:
+        return {}
+    return out
+
+
+def memory_of(pids):
+    """Sum of Rss and Pss (kB) over the processes, and how many were read."""
+    rss = pss = n = 0
+    for p in pids:
+        m = smaps_rollup(p)
+        if m:
+            rss += m.get("Rss", 0)
+            pss += m.get("Pss", 0)
+            n += 1
+    return {"rss_kb": rss, "pss_kb": pss, "procs": n}
+
+
+def tcp_ext_counters():
+    """The kernel's TcpExt counters (/proc/net/netstat), machine-wide, e.g.
+    ListenOverflows: SYNs dropped because a listen queue was full."""
+    out = {}
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            out.update(zip(names.split()[1:], map(int, values.split()[1:])))
+    return out
+
+
+def raise_nofile(n):
+    """Raise this process's RLIMIT_NOFILE (and so its children's) to at
+    least n; return the new soft limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= n:
+        return soft
+    if hard < n:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+            return n
+        except (ValueError, OSError):
+            n = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+    return n
 
 
 # Seconds to wait for a server's queue to drain after a run; set by init().
