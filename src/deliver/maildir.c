@@ -65,11 +65,6 @@ int maildir_deliver(const char *root, const char *hostname, const struct maildir
     buf_printf(&new, "%s/new", box.data);
     buf_printf(&cur, "%s/cur", box.data);
 
-    int r;
-    if ((r = fs_mkdirs(tmp.data, 0700)) < 0 || (r = fs_mkdirs(new.data, 0700)) < 0 ||
-        (r = fs_mkdirs(cur.data, 0700)) < 0)
-        goto out;
-
     unique_name(&name, hostname, m->queue_id, m->seq);
     buf_printf(&head, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", m->return_path,
                m->delivered_to);
@@ -77,7 +72,15 @@ int maildir_deliver(const char *root, const char *hostname, const struct maildir
         { .iov_base = head.data, .iov_len = buf_size(&head) },
         { .iov_base = (void *)m->body, .iov_len = m->body_len },
     };
-    r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600);
+    /* The mailbox usually exists: create it only when the commit says a
+     * directory is missing, not with a mkdir per path component each time. */
+    int r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600);
+    if (r == -ENOENT) {
+        if ((r = fs_mkdirs(tmp.data, 0700)) < 0 || (r = fs_mkdirs(new.data, 0700)) < 0 ||
+            (r = fs_mkdirs(cur.data, 0700)) < 0)
+            goto out;
+        r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600);
+    }
     if (r == 0 && path_out)
         buf_printf(path_out, "%s/%s", new.data, name.data);
 out:
