@@ -27,14 +27,48 @@ int fs_write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-int fs_writev_all(int fd, const struct iovec *iov, int iovcnt)
+/* pwritev() until every byte of iov is at off..; iov is not modified. */
+static int pwritev_all(int fd, const struct iovec *iov, int iovcnt, off_t off)
 {
-    for (int i = 0; i < iovcnt; i++) {
-        int r = fs_write_all(fd, iov[i].iov_base, iov[i].iov_len);
-        if (r < 0)
-            return r;
+    struct iovec v[16];
+    int i = 0;
+    size_t skip = 0;   /* bytes of iov[i] already written */
+    while (i < iovcnt) {
+        int n = 0;
+        for (int k = i; k < iovcnt && n < (int)(sizeof(v) / sizeof(v[0])); k++) {
+            v[n].iov_base = (char *)iov[k].iov_base + (k == i ? skip : 0);
+            v[n].iov_len = iov[k].iov_len - (k == i ? skip : 0);
+            n++;
+        }
+        ssize_t w = pwritev(fd, v, n, off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        off += w;
+        size_t left = (size_t)w;
+        while (i < iovcnt && left >= iov[i].iov_len - skip) {
+            left -= iov[i].iov_len - skip;
+            skip = 0;
+            i++;
+        }
+        skip += left;
     }
     return 0;
+}
+
+int fs_write_synced(int fd, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    int r = pwritev_all(fd, iov, iovcnt, 0);
+    if (r == 0 && ftruncate(fd, (off_t)total) < 0)
+        r = -errno;
+    if (r == 0 && fdatasync(fd) < 0)
+        r = -errno;
+    return r;
 }
 
 int fs_fsync_dir(const char *path)
@@ -47,21 +81,40 @@ int fs_fsync_dir(const char *path)
     return r;
 }
 
+/* mkdir tmp (a path prefix); a new directory's entry is fsync'd into its
+ * parent, so that files committed inside it later cannot vanish with it. */
+static int mkdir_durable(char *tmp, int mode)
+{
+    if (mkdir(tmp, (mode_t)mode) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    char *slash = strrchr(tmp, '/');
+    if (slash == NULL)
+        return fs_fsync_dir(".");
+    if (slash == tmp)
+        return fs_fsync_dir("/");
+    *slash = '\0';
+    int r = fs_fsync_dir(tmp);
+    *slash = '/';
+    return r;
+}
+
 int fs_mkdirs(const char *path, int mode)
 {
     char tmp[PATH_MAX];
     if (str_lcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
         return -ENAMETOOLONG;
+    int r;
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST)
-            return -errno;
+        r = mkdir_durable(tmp, mode);
         *p = '/';
+        if (r < 0)
+            return r;
     }
-    if (mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST)
-        return -errno;
+    if ((r = mkdir_durable(tmp, mode)) < 0)
+        return r;
     struct stat st;
     if (stat(tmp, &st) < 0)
         return -errno;
@@ -71,7 +124,7 @@ int fs_mkdirs(const char *path, int mode)
 }
 
 int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
-                   const struct iovec *iov, int iovcnt, int mode)
+                   const struct iovec *iov, int iovcnt, int mode, int flags)
 {
     char tmppath[PATH_MAX], destpath[PATH_MAX];
     int n1 = snprintf(tmppath, sizeof(tmppath), "%s/%s", tmpdir, name);
@@ -82,9 +135,7 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
     int fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
         return -errno;
-    int r = fs_writev_all(fd, iov, iovcnt);
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
+    int r = fs_write_synced(fd, iov, iovcnt);
     if (close(fd) < 0 && r == 0)
         r = -errno;
     /* Never replace an existing file: a name collision must fail, not
@@ -95,7 +146,7 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
         unlink(tmppath);
         return r;
     }
-    return fs_fsync_dir(destdir);
+    return (flags & FS_COMMIT_DIRSYNC_LATER) ? 0 : fs_fsync_dir(destdir);
 }
 
 int fs_read_file(const char *path, size_t max, struct buf *out)

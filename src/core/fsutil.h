@@ -7,9 +7,17 @@
  * -EEXIST), fsync destdir. When it returns 0 the
  * file and its directory entry survive a crash; on any failure the
  * temporary file is removed and -errno is returned. Callers that need a
- * completeness marker put it in the data they pass.
+ * completeness marker put it in the data they pass. With
+ * FS_COMMIT_DIRSYNC_LATER the last step is the caller's: it fsyncs destdir
+ * itself (once for a batch of files) before anything relies on them.
  *
- *   fs_mkdirs(path, mode)     mkdir -p; 0 or -errno
+ * fs_write_synced() is the first half for a file the caller already has
+ * open, a new one or one being reused: every byte written from offset 0,
+ * the file cut to that length, fdatasync'd (size and data; timestamps are
+ * not needed to read the file back).
+ *
+ *   fs_mkdirs(path, mode)     mkdir -p, each new directory fsync'd into its
+ *                             parent; 0 or -errno
  *   fs_fsync_dir(path)        0 or -errno
  *   fs_write_all(fd, p, n)    loops over short writes and EINTR
  *   fs_read_file(path, buf)   whole file into a buf, bounded by max
@@ -22,12 +30,13 @@
 
 #include "core/buf.h"
 
+#define FS_COMMIT_DIRSYNC_LATER 1
 int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
-                   const struct iovec *iov, int iovcnt, int mode);
+                   const struct iovec *iov, int iovcnt, int mode, int flags);
+int fs_write_synced(int fd, const struct iovec *iov, int iovcnt);
 int fs_mkdirs(const char *path, int mode);
 int fs_fsync_dir(const char *path);
 int fs_write_all(int fd, const void *p, size_t n);
-int fs_writev_all(int fd, const struct iovec *iov, int iovcnt);
 int fs_read_file(const char *path, size_t max, struct buf *out);
 
 #endif

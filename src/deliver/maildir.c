@@ -45,7 +45,7 @@ static void unique_name(struct buf *b, const char *hostname, const char *qid, un
 }
 
 int maildir_deliver(const char *root, const char *hostname, const struct maildir_msg *m,
-                    struct buf *path_out)
+                    int flags, struct buf *path_out)
 {
     struct buf box, tmp, new, cur, name, head;
     buf_init(&box);
@@ -72,14 +72,15 @@ int maildir_deliver(const char *root, const char *hostname, const struct maildir
         { .iov_base = head.data, .iov_len = buf_size(&head) },
         { .iov_base = (void *)m->body, .iov_len = m->body_len },
     };
+    int cflags = (flags & MAILDIR_DIRSYNC_LATER) ? FS_COMMIT_DIRSYNC_LATER : 0;
     /* The mailbox usually exists: create it only when the commit says a
      * directory is missing, not with a mkdir per path component each time. */
-    int r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600);
+    int r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600, cflags);
     if (r == -ENOENT) {
         if ((r = fs_mkdirs(tmp.data, 0700)) < 0 || (r = fs_mkdirs(new.data, 0700)) < 0 ||
             (r = fs_mkdirs(cur.data, 0700)) < 0)
             goto out;
-        r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600);
+        r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600, cflags);
     }
     if (r == 0 && path_out)
         buf_printf(path_out, "%s/%s", new.data, name.data);

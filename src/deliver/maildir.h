@@ -5,7 +5,10 @@
  * writes Return-Path and Delivered-To followed by the message through the
  * durable path (tmp/ -> fsync -> new/ -> fsync). It returns 0 once the
  * message is safe in new/, else -errno; it blocks, so the daemon runs it
- * on a worker thread.
+ * on a worker thread. With MAILDIR_DIRSYNC_LATER the fsync of new/ is left
+ * to the caller, who batches it over several deliveries: the message is
+ * then in new/ but safe only once that directory is fsync'd (path_out
+ * names the file; its directory is everything before the last '/').
  *
  * The domain and local part come from the network: maildir_component()
  * turns them into a single safe path component (lower case; '/', '%',
@@ -33,8 +36,9 @@ struct maildir_msg {
     size_t body_len;
 };
 
+#define MAILDIR_DIRSYNC_LATER 1
 int maildir_deliver(const char *root, const char *hostname, const struct maildir_msg *m,
-                    struct buf *path_out);
+                    int flags, struct buf *path_out);
 void maildir_component(struct buf *out, const char *s);
 
 #endif

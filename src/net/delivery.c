@@ -155,7 +155,7 @@ static void deliver_work(void *arg)
             .body = m.body,
             .body_len = m.body_len,
         };
-        r = maildir_deliver(j->mail_dir, j->hostname, &mm, &path);
+        r = maildir_deliver(j->mail_dir, j->hostname, &mm, 0, &path);
         if (r == 0) {
             m.done[i] = true;
             j->ndelivered++;

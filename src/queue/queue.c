@@ -98,7 +98,7 @@ int queue_commit(const struct queue *q, const char *id, const struct queue_env *
         iov[i + 1] = msg[i];
     iov[msgcnt + 1].iov_base = (void *)QUEUE_END;
     iov[msgcnt + 1].iov_len = sizeof(QUEUE_END) - 1;
-    int r = fs_commit_file(q->tmpdir, q->dir, id, iov, msgcnt + 2, 0600);
+    int r = fs_commit_file(q->tmpdir, q->dir, id, iov, msgcnt + 2, 0600, 0);
     buf_free(&head);
     return r;
 }

@@ -112,8 +112,8 @@ int tls_selfsigned_ensure(const char *dir, const char *hostname, struct buf *err
         unlink(key);
         /* Key first: a certificate on disk always has its key. */
         if ((r = fs_mkdirs(tmpdir, 0700)) == 0 &&
-            (r = fs_commit_file(tmpdir, dir, "selfsigned.key", &kv, 1, 0600)) == 0)
-            r = fs_commit_file(tmpdir, dir, "selfsigned.crt", &cv, 1, 0644);
+            (r = fs_commit_file(tmpdir, dir, "selfsigned.key", &kv, 1, 0600, 0)) == 0)
+            r = fs_commit_file(tmpdir, dir, "selfsigned.crt", &cv, 1, 0644, 0);
         rmdir(tmpdir);
         if (r < 0)
             buf_printf(err, "%s: cannot write self-signed certificate: %s", dir, strerror(-r));

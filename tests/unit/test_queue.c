@@ -226,7 +226,7 @@ static void test_maildir_deliver(void **state)
     };
     struct buf path;
     buf_init(&path);
-    assert_int_equal(maildir_deliver(root, "mx.test", &m, &path), 0);
+    assert_int_equal(maildir_deliver(root, "mx.test", &m, 0, &path), 0);
     char expect_prefix[160];
     snprintf(expect_prefix, sizeof(expect_prefix), "%s/localhost/%%2E.%%2Fx/new/", root);
     assert_true(strncmp(buf_ptr(&path), expect_prefix, strlen(expect_prefix)) == 0);
@@ -243,7 +243,7 @@ static void test_maildir_deliver(void **state)
     snprintf(blocker, sizeof(blocker), "%s/localhost/blocked", root);
     close(open(blocker, O_CREAT | O_WRONLY, 0600));
     m.local = "blocked";
-    assert_true(maildir_deliver(root, "mx.test", &m, NULL) < 0);
+    assert_true(maildir_deliver(root, "mx.test", &m, 0, NULL) < 0);
 }
 
 /* The quarantine folder: recorded in the envelope, checked both ways, and
@@ -288,7 +288,7 @@ static void test_folder(void **state)
     };
     struct buf out;
     buf_init(&out);
-    assert_int_equal(maildir_deliver(root, "mx.test", &mm, &out), 0);
+    assert_int_equal(maildir_deliver(root, "mx.test", &mm, 0, &out), 0);
     char expect[200];
     snprintf(expect, sizeof(expect), "%s/localhost/a/.Junk/new/", root);
     assert_true(strncmp(buf_ptr(&out), expect, strlen(expect)) == 0);
