@@ -9,12 +9,24 @@
  * not parse is moved to queue/corrupt/ and reported, never deleted.
  * Recipients outside local_domains (relayed for authenticated clients or
  * relay_networks) stay queued: there is no outbound delivery yet.
+ *
+ * Settling: a delivery leaves its Maildir files in new/ without the
+ * directory fsync. The attempt then waits (at most SETTLE_DELAY_MS, or
+ * until SETTLE_BATCH attempts wait) for one settle job on the pool that
+ * fsyncs every new/ directory written by the batch once, and only then
+ * removes the queue files of complete messages and records the delivered
+ * recipients of the others. So a queue file never goes before the copies
+ * it was delivered as are durable, and a busy mailbox costs one directory
+ * fsync per batch instead of one per message. Retries are scheduled once
+ * the attempt is settled.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
@@ -24,7 +36,7 @@
 
 struct pending {
     struct pending *next;
-    char id[ID_LEN + 1];
+    struct queue_ref ref;
     unsigned attempts;
 };
 
@@ -35,11 +47,39 @@ struct retry {
     struct pending *p;
 };
 
+#define SETTLE_DELAY_MS 20
+#define SETTLE_BATCH 64
+static const struct timeval settle_delay = { 0, SETTLE_DELAY_MS * 1000 };
+
+/* A delivery attempt whose queue update waits for its directories. */
+struct settle {
+    struct settle *next;
+    struct pending *p;
+    bool has_done_file;
+    bool remove;            /* every recipient done: remove the queue file */
+    bool retry;             /* some recipient failed: retry once settled */
+    size_t *newly;          /* recipients delivered in this attempt */
+    size_t nnewly;
+    char **dirs;            /* new/ directories written (no duplicates) */
+    size_t ndirs;
+    int error;              /* a directory fsync failed */
+};
+
+struct settle_job {
+    struct delivery *d;
+    struct settle *list;
+};
+
 struct delivery {
     struct server *srv;
     struct pending *head, *tail;
     struct retry *retries;
     unsigned in_flight, max_in_flight;
+    struct settle *unsettled;   /* waiting for the next settle job */
+    size_t nunsettled;
+    struct event *settle_ev;    /* SETTLE_DELAY_MS timer */
+    bool settling;              /* a settle job runs */
+    size_t nsettling;
     bool stopped;
 };
 
@@ -54,15 +94,18 @@ struct deliver_job {
     size_t nrcpt, ndelivered, nfailed;
     bool *was_done;   /* recipients done before this attempt */
     struct buf log;   /* per-recipient log lines, written on the loop */
+    struct settle *settle;  /* what is left to do once durable, or NULL */
 };
 
 static void run_next(struct delivery *d);
+static void settle_cb(evutil_socket_t fd, short what, void *arg);
 
 struct delivery *delivery_new(struct server *srv)
 {
     struct delivery *d = xcalloc(1, sizeof(*d));
     d->srv = srv;
     d->max_in_flight = srv->conf->workers * 2;
+    d->settle_ev = evtimer_new(srv->base, settle_cb, d);
     return d;
 }
 
@@ -76,19 +119,20 @@ static void push(struct delivery *d, struct pending *p)
     d->tail = p;
 }
 
-void delivery_enqueue(struct delivery *d, const char *id)
+void delivery_enqueue(struct delivery *d, const char *id, uint32_t slot)
 {
     struct pending *p = xcalloc(1, sizeof(*p));
-    memcpy(p->id, id, ID_LEN + 1);
+    memcpy(p->ref.id, id, ID_LEN + 1);
+    p->ref.slot = slot;
     push(d, p);
     run_next(d);
 }
 
 void delivery_load_queue(struct delivery *d)
 {
-    char (*ids)[ID_LEN + 1];
+    struct queue_ref *refs;
     size_t n;
-    int r = queue_list(&d->srv->queue, &ids, &n);
+    int r = queue_list(&d->srv->queue, &refs, &n);
     if (r < 0) {
         log_kv(MW_LOG_ERROR, "queue_scan", "error", strerror(-r), NULL);
         return;
@@ -98,8 +142,31 @@ void delivery_load_queue(struct delivery *d)
     log_u64(&l, "messages", n);
     log_end(&l);
     for (size_t i = 0; i < n; i++)
-        delivery_enqueue(d, ids[i]);
-    xfree(ids);
+        delivery_enqueue(d, refs[i].id, refs[i].slot);
+    xfree(refs);
+}
+
+/* Note a delivery to path in st: its index and its new/ directory. */
+static void settle_note(struct settle *st, size_t index, const char *path)
+{
+    st->newly = xreallocarray(st->newly, st->nnewly + 1, sizeof(size_t));
+    st->newly[st->nnewly++] = index;
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    for (size_t k = 0; k < st->ndirs; k++)
+        if (strlen(st->dirs[k]) == n && memcmp(st->dirs[k], path, n) == 0)
+            return;
+    st->dirs = xreallocarray(st->dirs, st->ndirs + 1, sizeof(char *));
+    st->dirs[st->ndirs++] = xmemdup0(path, n);
+}
+
+static void settle_free(struct settle *st)
+{
+    for (size_t k = 0; k < st->ndirs; k++)
+        xfree(st->dirs[k]);
+    xfree(st->dirs);
+    xfree(st->newly);
+    xfree(st);
 }
 
 /* Worker thread: no loop state is touched here. */
@@ -109,9 +176,10 @@ static void deliver_work(void *arg)
     struct queue_msg m;
     const struct queue *q = &j->d->srv->queue;
 
-    j->read_error = queue_read(q, j->p->id, &m);
+    j->read_error = queue_read(q, &j->p->ref, &m);
     if (j->read_error < 0)
         return;
+    j->settle = xcalloc(1, sizeof(*j->settle));
     j->nrcpt = m.nrcpt;
     memcpy(j->session, m.session, sizeof(j->session));
     j->was_done = xcalloc(m.nrcpt, sizeof(bool));
@@ -150,15 +218,16 @@ static void deliver_work(void *arg)
             .domain = a.domain,
             .local = a.local,
             .folder = m.folder,
-            .queue_id = m.id,
+            .queue_id = m.ref.id,
             .seq = (unsigned)i,
             .body = m.body,
             .body_len = m.body_len,
         };
-        r = maildir_deliver(j->mail_dir, j->hostname, &mm, 0, &path);
+        r = maildir_deliver(j->mail_dir, j->hostname, &mm, MAILDIR_DIRSYNC_LATER, &path);
         if (r == 0) {
             m.done[i] = true;
             j->ndelivered++;
+            settle_note(j->settle, i, buf_ptr(&path));
             buf_printf(&j->log, "D%zu\t%s\t%s\n", i, a.text, buf_ptr(&path));
         } else {
             j->nfailed++;
@@ -167,18 +236,117 @@ static void deliver_work(void *arg)
         addr_free(&a);
         buf_free(&path);
     }
-    if (j->nfailed == 0) {
-        queue_remove(q, m.id);
-    } else {
-        /* Remember who has their copy, so a retry does not deliver twice.
-         * Recorded only when needed: a crash before this point can give a
-         * duplicate, which the durability contract allows. */
-        for (size_t i = 0; i < m.nrcpt; i++)
-            if (m.done[i] && !j->was_done[i])
-                queue_mark_done(q, m.id, i);
-    }
+    struct settle *st = j->settle;
+    st->has_done_file = m.has_done_file;
+    st->remove = j->nfailed == 0;
+    st->retry = j->nfailed > 0;
     xfree(j->was_done);
     queue_msg_free(&m);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Worker: fsync each directory of the batch once, then update the queue
+ * for every attempt whose directories are all durable. */
+static void settle_work(void *arg)
+{
+    struct settle_job *sj = arg;
+    const struct queue *q = &sj->d->srv->queue;
+    size_t n = 0;
+    for (struct settle *st = sj->list; st; st = st->next)
+        n += st->ndirs;
+    char **dirs = xcalloc(n ? n : 1, sizeof(char *));
+    int *err = xcalloc(n ? n : 1, sizeof(int));
+    n = 0;
+    for (struct settle *st = sj->list; st; st = st->next)
+        for (size_t k = 0; k < st->ndirs; k++)
+            dirs[n++] = st->dirs[k];
+    qsort(dirs, n, sizeof(char *), cmp_str);
+    for (size_t k = 0; k < n; k++)
+        err[k] = (k > 0 && strcmp(dirs[k], dirs[k - 1]) == 0) ? err[k - 1] : fs_fsync_dir(dirs[k]);
+    for (struct settle *st = sj->list; st; st = st->next) {
+        for (size_t k = 0; k < st->ndirs && st->error == 0; k++) {
+            char **hit = bsearch(&st->dirs[k], dirs, n, sizeof(char *), cmp_str);
+            st->error = hit ? err[hit - dirs] : -EIO;
+        }
+        if (st->error < 0) {
+            st->retry = true;   /* delivered again later: a duplicate, never a loss */
+            continue;
+        }
+        if (st->remove) {
+            queue_remove(q, &st->p->ref, st->has_done_file);
+        } else {
+            /* Remember who has their copy, so a retry does not deliver
+             * twice. A crash before this gives a duplicate, which the
+             * durability contract allows. */
+            for (size_t k = 0; k < st->nnewly; k++)
+                queue_mark_done(q, st->p->ref.id, st->newly[k]);
+        }
+    }
+    xfree(dirs);
+    xfree(err);
+}
+
+static void schedule_retry(struct delivery *d, struct pending *p);
+
+static void settle_done(void *arg)
+{
+    struct settle_job *sj = arg;
+    struct delivery *d = sj->d;
+    while (sj->list) {
+        struct settle *st = sj->list;
+        sj->list = st->next;
+        if (st->error < 0) {
+            log_kv(MW_LOG_ERROR, "delivery_sync_error", "queue", st->p->ref.id, "error",
+                   strerror(-st->error), "action", "delivered again later", NULL);
+        }
+        if (st->retry && !d->stopped)
+            schedule_retry(d, st->p);
+        else
+            xfree(st->p);
+        settle_free(st);
+    }
+    xfree(sj);
+    d->settling = false;
+    d->nsettling = 0;
+    if (d->unsettled && (d->stopped || d->nunsettled >= SETTLE_BATCH))
+        settle_cb(-1, 0, d);
+    else if (d->unsettled && !evtimer_pending(d->settle_ev, NULL))
+        evtimer_add(d->settle_ev, &settle_delay);
+    server_maybe_exit(d->srv);
+}
+
+/* Timer, or a full batch: hand everything unsettled to one settle job. */
+static void settle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct delivery *d = arg;
+    (void)fd;
+    (void)what;
+    if (d->settling || d->unsettled == NULL)
+        return;   /* settle_done starts the next batch */
+    evtimer_del(d->settle_ev);
+    struct settle_job *sj = xcalloc(1, sizeof(*sj));
+    sj->d = d;
+    sj->list = d->unsettled;
+    d->unsettled = NULL;
+    d->settling = true;
+    d->nsettling = d->nunsettled;
+    d->nunsettled = 0;
+    worker_submit(d->srv->deliver_pool, settle_work, settle_done, sj);
+}
+
+static void settle_add(struct delivery *d, struct settle *st)
+{
+    st->next = d->unsettled;
+    d->unsettled = st;
+    d->nunsettled++;
+    if (d->stopped || d->nunsettled >= SETTLE_BATCH)
+        settle_cb(-1, 0, d);
+    else if (!evtimer_pending(d->settle_ev, NULL))
+        evtimer_add(d->settle_ev, &settle_delay);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -217,7 +385,7 @@ static void schedule_retry(struct delivery *d, struct pending *p)
     evtimer_add(r->ev, &tv);
     struct log_line l;
     log_begin(&l, MW_LOG_INFO, "deferred");
-    log_str(&l, "queue", p->id);
+    log_str(&l, "queue", p->ref.id);
     log_u64(&l, "attempts", p->attempts);
     log_u64(&l, "retry_in", delay);
     log_end(&l);
@@ -246,7 +414,7 @@ static void log_results(struct deliver_job *j)
         struct log_line l;
         bool ok = *p == 'D';
         log_begin(&l, ok ? MW_LOG_INFO : MW_LOG_WARN, ok ? "delivered" : "delivery_failed");
-        log_str(&l, "queue", j->p->id);
+        log_str(&l, "queue", j->p->ref.id);
         if (j->session[0])
             log_str(&l, "session", j->session);
         log_mem(&l, "rcpt", f[1], len[1]);
@@ -266,21 +434,19 @@ static void deliver_done(void *arg)
     if (j->read_error == -ENOENT) {
         xfree(p);  /* already delivered and removed */
     } else if (j->read_error < 0) {
-        log_kv(MW_LOG_ERROR, "queue_corrupt", "queue", p->id, "error", strerror(-j->read_error),
+        char slot[16];
+        snprintf(slot, sizeof(slot), "%u", (unsigned)p->ref.slot);
+        log_kv(MW_LOG_ERROR, "queue_corrupt", "queue", p->ref.id, "slot", slot, "error",
+               strerror(-j->read_error),
                "action", "moved to queue/corrupt", NULL);
-        queue_quarantine(&d->srv->queue, p->id);
+        queue_quarantine(&d->srv->queue, &p->ref);
         xfree(p);
     } else {
         log_results(j);
-        if (j->nfailed == 0) {
-            xfree(p);
-        } else {
+        if (j->nfailed > 0)
             p->attempts++;
-            if (d->stopped)
-                xfree(p);
-            else
-                schedule_retry(d, p);
-        }
+        j->settle->p = p;
+        settle_add(d, j->settle);   /* also when nothing new was delivered: keeps the order */
     }
     buf_free(&j->log);
     xfree(j->mail_dir);
@@ -311,12 +477,13 @@ static void run_next(struct delivery *d)
 
 unsigned delivery_in_flight(const struct delivery *d)
 {
-    return d->in_flight;
+    return d->in_flight + (unsigned)(d->nunsettled + d->nsettling) + (d->settling ? 1 : 0);
 }
 
 void delivery_stop(struct delivery *d)
 {
     d->stopped = true;
+    settle_cb(-1, 0, d);   /* settle now what waits, not after the delay */
 }
 
 void delivery_free(struct delivery *d)
@@ -328,6 +495,14 @@ void delivery_free(struct delivery *d)
         d->head = p->next;
         xfree(p);
     }
+    while (d->unsettled) {
+        struct settle *st = d->unsettled;
+        d->unsettled = st->next;
+        xfree(st->p);
+        settle_free(st);
+    }
+    if (d->settle_ev)
+        event_free(d->settle_ev);
     while (d->retries) {
         struct retry *r = d->retries;
         d->retries = r->next;

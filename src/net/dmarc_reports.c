@@ -57,6 +57,7 @@ struct dest {
     const char *why;
     int err;                     /* D_ERROR from the queue: the errno */
     char qid[ID_LEN + 1];
+    uint32_t slot;
 };
 
 struct rep {
@@ -226,10 +227,12 @@ static void commit_one(struct run *run, struct dest *t)
     struct queue_env env = { .session = rp->id, .from = buf_ptr(&run->email), .rcpts = &rcpt,
                              .nrcpt = 1, .arrival = m.date };
     struct iovec iov = { .iov_base = msg.data, .iov_len = buf_size(&msg) };
-    int r = queue_commit(&run->d->srv->queue, qid, &env, &iov, 1);
+    uint32_t slot;
+    int r = queue_commit(&run->d->srv->queue, qid, &env, &iov, 1, &slot);
     if (r == 0) {
         t->st = D_QUEUED;
         memcpy(t->qid, qid, sizeof(qid));
+        t->slot = slot;
     } else {
         t->st = D_ERROR;
         t->err = -r;   /* strerror() on the loop: it is not thread-safe */
@@ -344,7 +347,7 @@ static void commit_done(void *arg)
         struct dest *t = &run->dests[i];
         log_dest(run, &run->reps[t->rep], t);
         if (t->st == D_QUEUED && !abandoned(run))
-            delivery_enqueue(srv->delivery, t->qid);
+            delivery_enqueue(srv->delivery, t->qid, t->slot);
     }
     log_failure(run);
     struct log_line l;

@@ -45,6 +45,7 @@ struct commit_job {
     int nsig;
     struct authres ar;     /* our Authentication-Results, built in stages */
     const char *folder;    /* Maildir++ folder (DMARC quarantine), or NULL */
+    uint32_t slot;         /* where the queue put it */
     int result;
 };
 
@@ -108,7 +109,7 @@ static void commit_work(void *arg)
         { .iov_base = j->sig.data, .iov_len = j->nsig > 0 ? buf_size(&j->sig) : 0 },
         { .iov_base = (void *)buf_ptr(j->body), .iov_len = buf_size(j->body) },
     };
-    j->result = queue_commit(&j->srv->queue, j->id, &env, iov, 3);
+    j->result = queue_commit(&j->srv->queue, j->id, &env, iov, 3, &j->slot);
 }
 
 static void commit_done(void *arg)
@@ -142,7 +143,7 @@ static void commit_done(void *arg)
             snprintf(text, sizeof(text), "Ok: queued as %s", j->id);
             smtp_session_answer(c->sess, 250, "2.0.0", text);
         }
-        delivery_enqueue(j->srv->delivery, j->id);
+        delivery_enqueue(j->srv->delivery, j->id, j->slot);
     } else {
         log_begin(&l, MW_LOG_ERROR, "queue_error");
         log_str(&l, "session", c->id);

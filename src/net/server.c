@@ -269,7 +269,8 @@ static int server_start(struct server *srv)
     int r;
     if ((r = fs_mkdirs(srv->data_dir, 0700)) < 0 || (r = fs_mkdirs(srv->mail_dir, 0700)) < 0 ||
         (r = queue_open(&srv->queue, srv->data_dir)) < 0) {
-        log_kv(MW_LOG_ERROR, "startup", "data_dir", srv->data_dir, "error", strerror(-r), NULL);
+        log_kv(MW_LOG_ERROR, "startup", "data_dir", srv->data_dir, "error",
+               r == -EBUSY ? "in use by another mailwarden process" : strerror(-r), NULL);
         return -1;
     }
 

@@ -81,7 +81,7 @@ void receive_message(struct conn *c);
 /* delivery.c */
 struct delivery *delivery_new(struct server *srv);
 void delivery_free(struct delivery *d);
-void delivery_enqueue(struct delivery *d, const char *id);
+void delivery_enqueue(struct delivery *d, const char *id, uint32_t slot);
 void delivery_load_queue(struct delivery *d);
 void delivery_stop(struct delivery *d);
 unsigned delivery_in_flight(const struct delivery *d);

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fsutil.h"
@@ -14,8 +17,22 @@
 #include "core/xmalloc.h"
 
 #define QUEUE_MAGIC "MWQ 1\n"
+#define QUEUE_SPENT "MWQ 0\n"
+#define MAGIC_LEN (sizeof(QUEUE_MAGIC) - 1)
 #define QUEUE_END "\nMWQ END\n"
 #define QUEUE_MAX_FILE ((size_t)2200 * 1024 * 1024)
+#define SLOT_PREFIX "slot."
+#define SLOT_NAME_MAX 24
+
+/* Free slots, and the live records found by queue_open(). */
+struct queue_pool {
+    pthread_mutex_t mu;
+    uint32_t next;              /* the next unused slot number */
+    size_t count;
+    uint32_t free[QUEUE_POOL_MAX];
+    struct queue_ref *found;    /* for queue_list() */
+    size_t nfound;
+};
 
 static char *join(const char *a, const char *b)
 {
@@ -23,6 +40,69 @@ static char *join(const char *a, const char *b)
     buf_init(&p);
     buf_printf(&p, "%s/%s", a, b);
     return p.data;
+}
+
+static void slot_name(char out[SLOT_NAME_MAX], uint32_t n)
+{
+    snprintf(out, SLOT_NAME_MAX, SLOT_PREFIX "%" PRIu32, n);
+}
+
+/* slot.<N>, N a plain decimal number below UINT32_MAX. */
+static bool parse_slot_name(const char *s, uint32_t *n)
+{
+    size_t plen = sizeof(SLOT_PREFIX) - 1;
+    uint64_t v;
+    if (strncmp(s, SLOT_PREFIX, plen) != 0 ||
+        str_to_u64(s + plen, strlen(s + plen), UINT32_MAX - 1, &v) < 0)
+        return false;
+    *n = (uint32_t)v;
+    return true;
+}
+
+/* Put slot n into the pool; false when the pool is full. */
+static bool pool_put(struct queue_pool *p, uint32_t n)
+{
+    pthread_mutex_lock(&p->mu);
+    bool ok = p->count < QUEUE_POOL_MAX;
+    if (ok)
+        p->free[p->count++] = n;
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
+/* Give slot n back, or delete it when the pool is full. */
+static void pool_return(const struct queue *q, uint32_t n)
+{
+    if (!pool_put(q->pool, n)) {
+        char name[SLOT_NAME_MAX];
+        slot_name(name, n);
+        unlinkat(q->dirfd, name, 0);
+    }
+}
+
+/* A slot to write into, open: a pooled one, else a new file (*created). */
+static int pool_take(const struct queue *q, uint32_t *n, bool *created)
+{
+    struct queue_pool *p = q->pool;
+    char name[SLOT_NAME_MAX];
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        bool pooled = p->count > 0;
+        *n = pooled ? p->free[--p->count] : p->next++;
+        pthread_mutex_unlock(&p->mu);
+        slot_name(name, *n);
+        if (!pooled)
+            break;
+        int fd = openat(q->dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 || errno != ENOENT) {
+            *created = false;
+            return fd >= 0 ? fd : -errno;
+        }
+        /* Removed by hand: take another. */
+    }
+    *created = true;
+    int fd = openat(q->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    return fd >= 0 ? fd : -errno;
 }
 
 bool queue_folder_ok(const char *s, size_t n)
@@ -35,72 +115,218 @@ bool queue_folder_ok(const char *s, size_t n)
     return true;
 }
 
+/* The id of a record that starts at p (n bytes or more), into id; false
+ * if p does not start with the magic and a well-formed id line. */
+static bool head_id(const char *p, size_t n, char id[ID_LEN + 1])
+{
+    const char *idp = p + MAGIC_LEN + 3;
+    if (n < MAGIC_LEN + 3 + ID_LEN + 1 || memcmp(p, QUEUE_MAGIC, MAGIC_LEN) != 0 ||
+        memcmp(p + MAGIC_LEN, "id ", 3) != 0 || !id_valid(idp, ID_LEN) || idp[ID_LEN] != '\n')
+        return false;
+    memcpy(id, idp, ID_LEN);
+    id[ID_LEN] = '\0';
+    return true;
+}
+
+/* What the head of a slot holds. */
+enum slot_state { SLOT_FREE, SLOT_LIVE };
+
+static enum slot_state read_head(int dirfd, const char *name, struct queue_ref *ref)
+{
+    char head[256];
+    ssize_t n = -1;
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        n = pread(fd, head, sizeof(head) - 1, 0);
+        close(fd);
+    }
+    if (n == 0 || (n >= (ssize_t)MAGIC_LEN && memcmp(head, QUEUE_SPENT, MAGIC_LEN) == 0))
+        return SLOT_FREE;
+    /* Live, or not a record at all: the reader decides, and reports. The
+     * id line comes right after the magic; without one the id stays 0. */
+    memset(ref->id, '0', ID_LEN);
+    ref->id[ID_LEN] = '\0';
+    if (n > 0)
+        head_id(head, (size_t)n, ref->id);
+    return SLOT_LIVE;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const struct queue_ref *x = a, *y = b;
+    int c = memcmp(x->id, y->id, ID_LEN);
+    return c ? c : (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+/* Read every slot: live records to found, the rest to the pool. */
+static int scan_slots(struct queue *q)
+{
+    struct queue_pool *p = q->pool;
+    int fd = dup(q->dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        int r = -errno;
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    size_t cap = 0;
+    struct dirent *e;
+    uint32_t n;
+    while ((e = readdir(d)) != NULL) {
+        if (!parse_slot_name(e->d_name, &n))
+            continue;
+        if (n >= p->next)
+            p->next = n + 1;
+        struct queue_ref ref = { .slot = n };
+        if (read_head(q->dirfd, e->d_name, &ref) == SLOT_FREE) {
+            if (!pool_put(p, n))
+                unlinkat(q->dirfd, e->d_name, 0);
+            continue;
+        }
+        if (p->nfound == cap) {
+            cap = cap ? cap * 2 : 64;
+            p->found = xreallocarray(p->found, cap, sizeof(*p->found));
+        }
+        p->found[p->nfound++] = ref;
+    }
+    closedir(d);
+    if (p->nfound)
+        qsort(p->found, p->nfound, sizeof(*p->found), cmp_ref);
+    return 0;
+}
+
+/* Empty slots for the first messages, made durable with one fsync. */
+static int top_up(struct queue *q)
+{
+    bool made = false;
+    while (q->pool->count < QUEUE_POOL_MIN) {
+        char name[SLOT_NAME_MAX];
+        uint32_t n = q->pool->next++;
+        slot_name(name, n);
+        int fd = openat(q->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+        pool_put(q->pool, n);
+        made = true;
+    }
+    return made && fsync(q->dirfd) < 0 ? -errno : 0;
+}
+
 int queue_open(struct queue *q, const char *data_dir)
 {
     memset(q, 0, sizeof(*q));
+    q->dirfd = -1;
     q->dir = join(data_dir, "queue");
-    q->tmpdir = join(q->dir, "tmp");
     q->baddir = join(q->dir, "corrupt");
     int r;
-    if ((r = fs_mkdirs(q->tmpdir, 0700)) < 0 || (r = fs_mkdirs(q->baddir, 0700)) < 0)
+    if ((r = fs_mkdirs(q->baddir, 0700)) < 0)
         return r;
-    /* Files left in tmp/ were never acknowledged: remove them. */
-    DIR *d = opendir(q->tmpdir);
-    if (d == NULL)
+    q->dirfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (q->dirfd < 0)
         return -errno;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        unlinkat(dirfd(d), e->d_name, 0);
-    }
-    closedir(d);
-    return 0;
+    /* The pool and the slots are this process's alone. */
+    if (flock(q->dirfd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK ? -EBUSY : -errno;
+    q->pool = xcalloc(1, sizeof(*q->pool));
+    pthread_mutex_init(&q->pool->mu, NULL);
+    if ((r = scan_slots(q)) < 0)
+        return r;
+    return top_up(q);
 }
 
 void queue_close(struct queue *q)
 {
+    if (q->pool) {
+        pthread_mutex_destroy(&q->pool->mu);
+        xfree(q->pool->found);
+        xfree(q->pool);
+    }
+    if (q->dir != NULL && q->dirfd >= 0)   /* opened: a zeroed struct has fd 0 */
+        close(q->dirfd);                    /* and with it the lock */
     xfree(q->dir);
-    xfree(q->tmpdir);
     xfree(q->baddir);
     memset(q, 0, sizeof(*q));
+    q->dirfd = -1;
 }
 
+int queue_list(const struct queue *q, struct queue_ref **refs, size_t *n)
+{
+    pthread_mutex_lock(&q->pool->mu);
+    *refs = q->pool->found;
+    *n = q->pool->nfound;
+    q->pool->found = NULL;
+    q->pool->nfound = 0;
+    pthread_mutex_unlock(&q->pool->mu);
+    return 0;
+}
+
+static const char padding[QUEUE_BLOCK] = { [0 ... QUEUE_BLOCK - 1] = '\n' };
+
 int queue_commit(const struct queue *q, const char *id, const struct queue_env *env,
-                 const struct iovec *msg, int msgcnt)
+                 const struct iovec *msg, int msgcnt, uint32_t *slot)
 {
     size_t total = 0;
     for (int i = 0; i < msgcnt; i++)
         total += msg[i].iov_len;
 
     struct buf head;
-    struct iovec iov[QUEUE_MAX_IOV + 2];
-    if (msgcnt < 0 || msgcnt > QUEUE_MAX_IOV)
+    struct iovec iov[QUEUE_MAX_IOV + 3];
+    if (msgcnt < 0 || msgcnt > QUEUE_MAX_IOV || !id_valid(id, strlen(id)))
+        return -EINVAL;
+    if (env->folder && !queue_folder_ok(env->folder, strlen(env->folder)))
         return -EINVAL;
     buf_init(&head);
     buf_printf(&head, QUEUE_MAGIC "id %s\nsession %s\ntime %lld\nfrom %s\n", id, env->session,
                (long long)env->arrival, env->from);
     if (env->spf)
         buf_printf(&head, "spf %s\n", env->spf);
-    if (env->folder) {
-        if (!queue_folder_ok(env->folder, strlen(env->folder))) {
-            buf_free(&head);
-            return -EINVAL;
-        }
+    if (env->folder)
         buf_printf(&head, "folder %s\n", env->folder);
-    }
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&head, "rcpt %s\n", env->rcpts[i]);
     buf_printf(&head, "size %zu\n\n", total);
+    size_t len = buf_size(&head) + total + sizeof(QUEUE_END) - 1;
     iov[0].iov_base = head.data;
     iov[0].iov_len = buf_size(&head);
     for (int i = 0; i < msgcnt; i++)
         iov[i + 1] = msg[i];
     iov[msgcnt + 1].iov_base = (void *)QUEUE_END;
     iov[msgcnt + 1].iov_len = sizeof(QUEUE_END) - 1;
-    int r = fs_commit_file(q->tmpdir, q->dir, id, iov, msgcnt + 2, 0600, 0);
+    /* Padded to whole blocks: a slot keeps its size from one message to
+     * the next of about the same size, so fdatasync has no inode to
+     * write, only the data. */
+    iov[msgcnt + 2].iov_base = (void *)padding;
+    iov[msgcnt + 2].iov_len = (QUEUE_BLOCK - len % QUEUE_BLOCK) % QUEUE_BLOCK;
+
+    bool created;
+    uint32_t n;
+    int fd = pool_take(q, &n, &created);
+    int r = fd < 0 ? fd : fs_write_synced(fd, iov, msgcnt + 3);
     buf_free(&head);
-    return r;
+    if (fd < 0)
+        return r;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    /* A new slot's directory entry must be durable too. */
+    if (r == 0 && created && fsync(q->dirfd) < 0)
+        r = -errno;
+    if (r < 0) {
+        /* Not acknowledged: whatever the slot holds now is never read as
+         * a record (a partial write has no marker; a complete one whose
+         * sync failed is marked spent before reuse). */
+        char name[SLOT_NAME_MAX];
+        slot_name(name, n);
+        if ((fd = openat(q->dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+            if (pwrite(fd, QUEUE_SPENT, MAGIC_LEN, 0) == (ssize_t)MAGIC_LEN)
+                pool_return(q, n);
+            close(fd);
+        }
+        return r;
+    }
+    *slot = n;
+    return 0;
 }
 
 /* Next header line of the queue file; false at the blank line or on error. */
@@ -115,6 +341,21 @@ static bool next_line(const char **p, const char *end, const char **line, size_t
     return true;
 }
 
+/* The marker at p + size, then only padding, less than a block of it. */
+static bool check_end(const char *p, const char *end, uint64_t size)
+{
+    size_t elen = sizeof(QUEUE_END) - 1;
+    if ((uint64_t)(end - p) < size + elen || memcmp(p + size, QUEUE_END, elen) != 0)
+        return false;
+    const char *tail = p + size + elen;
+    if ((size_t)(end - tail) >= QUEUE_BLOCK)
+        return false;
+    for (; tail < end; tail++)
+        if (*tail != '\n')
+            return false;
+    return true;
+}
+
 static int parse_file(struct queue_msg *m)
 {
     const char *p = buf_ptr(&m->raw), *end = p + buf_size(&m->raw);
@@ -123,9 +364,9 @@ static int parse_file(struct queue_msg *m)
     bool have_size = false, have_from = false, have_id = false;
     uint64_t size = 0;
 
-    if ((size_t)(end - p) < sizeof(QUEUE_MAGIC) - 1 || memcmp(p, QUEUE_MAGIC, sizeof(QUEUE_MAGIC) - 1))
+    if ((size_t)(end - p) < MAGIC_LEN || memcmp(p, QUEUE_MAGIC, MAGIC_LEN))
         return -EBADMSG;
-    p += sizeof(QUEUE_MAGIC) - 1;
+    p += MAGIC_LEN;
     for (;;) {
         if (!next_line(&p, end, &line, &len))
             return -EBADMSG;
@@ -133,7 +374,7 @@ static int parse_file(struct queue_msg *m)
             break;
         uint64_t v;
         if (len > 3 && memcmp(line, "id ", 3) == 0) {
-            if (len - 3 != ID_LEN || memcmp(line + 3, m->id, ID_LEN) != 0)
+            if (have_id || len - 3 != ID_LEN || memcmp(line + 3, m->ref.id, ID_LEN) != 0)
                 return -EBADMSG;
             have_id = true;
         } else if (len > 8 && memcmp(line, "session ", 8) == 0) {
@@ -165,10 +406,7 @@ static int parse_file(struct queue_msg *m)
             return -EBADMSG;
         }
     }
-    if (!have_id || !have_from || !have_size || m->nrcpt == 0)
-        return -EBADMSG;
-    if ((uint64_t)(end - p) != size + sizeof(QUEUE_END) - 1 ||
-        memcmp(p + size, QUEUE_END, sizeof(QUEUE_END) - 1) != 0)
+    if (!have_id || !have_from || !have_size || m->nrcpt == 0 || !check_end(p, end, size))
         return -EBADMSG;
     m->body = p;
     m->body_len = (size_t)size;
@@ -179,11 +417,12 @@ static int parse_file(struct queue_msg *m)
 static void read_done(const struct queue *q, struct queue_msg *m)
 {
     char name[ID_LEN + 8];
-    snprintf(name, sizeof(name), "%s.done", m->id);
+    snprintf(name, sizeof(name), "%s.done", m->ref.id);
     char *path = join(q->dir, name);
     struct buf b;
     buf_init(&b);
     if (fs_read_file(path, 1 << 20, &b) == 0) {
+        m->has_done_file = true;
         const char *p = buf_ptr(&b), *end = p + buf_size(&b), *line;
         size_t len;
         while (next_line(&p, end, &line, &len)) {
@@ -196,15 +435,24 @@ static void read_done(const struct queue *q, struct queue_msg *m)
     xfree(path);
 }
 
-int queue_read(const struct queue *q, const char *id, struct queue_msg *m)
+int queue_read(const struct queue *q, const struct queue_ref *ref, struct queue_msg *m)
 {
     memset(m, 0, sizeof(*m));
-    if (!id_valid(id, strlen(id)))
+    if (!id_valid(ref->id, strlen(ref->id)))
         return -EINVAL;
-    memcpy(m->id, id, ID_LEN + 1);
-    char *path = join(q->dir, id);
+    m->ref = *ref;
+    char name[SLOT_NAME_MAX];
+    slot_name(name, ref->slot);
+    char *path = join(q->dir, name);
     int r = fs_read_file(path, QUEUE_MAX_FILE, &m->raw);
     xfree(path);
+    /* A spent slot, or one already holding another message: this one has
+     * been delivered and removed. */
+    size_t sz = buf_size(&m->raw);
+    char other[ID_LEN + 1];
+    if (r == 0 && (sz == 0 || (sz >= MAGIC_LEN && memcmp(buf_ptr(&m->raw), QUEUE_SPENT, MAGIC_LEN) == 0) ||
+                   (head_id(buf_ptr(&m->raw), sz, other) && strcmp(other, ref->id) != 0)))
+        r = -ENOENT;
     if (r == 0)
         r = parse_file(m);
     if (r == 0)
@@ -231,9 +479,7 @@ int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index)
 {
     char name[ID_LEN + 8];
     snprintf(name, sizeof(name), "%s.done", id);
-    char *path = join(q->dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    xfree(path);
+    int fd = openat(q->dirfd, name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     char line[32];
@@ -243,54 +489,44 @@ int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index)
     return r;
 }
 
-int queue_remove(const struct queue *q, const char *id)
+int queue_remove(const struct queue *q, const struct queue_ref *ref, bool has_done_file)
 {
-    char name[ID_LEN + 8];
-    char *path = join(q->dir, id);
-    int r = unlink(path) < 0 ? -errno : 0;
-    xfree(path);
-    snprintf(name, sizeof(name), "%s.done", id);
-    path = join(q->dir, name);
-    unlink(path);
-    xfree(path);
-    return r;
-}
-
-int queue_quarantine(const struct queue *q, const char *id)
-{
-    char *from = join(q->dir, id), *to = join(q->baddir, id);
-    int r = rename(from, to) < 0 ? -errno : 0;
-    xfree(from);
-    xfree(to);
-    return r;
-}
-
-static int cmp_id(const void *a, const void *b)
-{
-    return memcmp(a, b, ID_LEN);
-}
-
-int queue_list(const struct queue *q, char (**ids)[ID_LEN + 1], size_t *n)
-{
-    DIR *d = opendir(q->dir);
-    if (d == NULL)
+    if (!id_valid(ref->id, strlen(ref->id)))
+        return -EINVAL;
+    char name[SLOT_NAME_MAX];
+    slot_name(name, ref->slot);
+    int fd = openat(q->dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
         return -errno;
-    size_t count = 0, cap = 0;
-    char (*list)[ID_LEN + 1] = NULL;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!id_valid(e->d_name, strlen(e->d_name)))
-            continue;
-        if (count == cap) {
-            cap = cap ? cap * 2 : 64;
-            list = xreallocarray(list, cap, sizeof(*list));
-        }
-        memcpy(list[count++], e->d_name, ID_LEN + 1);
+    /* Spent, not fsync'd (see the top). A large file gives its space back
+     * but keeps its inode. */
+    struct stat st;
+    int r = 0;
+    if (fstat(fd, &st) == 0 && st.st_size > QUEUE_POOL_KEEP)
+        r = ftruncate(fd, 0) < 0 ? -errno : 0;
+    else if (pwrite(fd, QUEUE_SPENT, MAGIC_LEN, 0) != (ssize_t)MAGIC_LEN)
+        r = -EIO;
+    close(fd);
+    if (has_done_file) {
+        char done[ID_LEN + 8];
+        snprintf(done, sizeof(done), "%s.done", ref->id);
+        unlinkat(q->dirfd, done, 0);
     }
-    closedir(d);
-    if (count)
-        qsort(list, count, sizeof(*list), cmp_id);
-    *ids = list;
-    *n = count;
+    if (r < 0)
+        return r;
+    pool_return(q, ref->slot);
     return 0;
+}
+
+int queue_quarantine(const struct queue *q, const struct queue_ref *ref)
+{
+    char name[SLOT_NAME_MAX], to[ID_LEN + SLOT_NAME_MAX + 2];
+    slot_name(name, ref->slot);
+    snprintf(to, sizeof(to), "%s-%s", ref->id, name);
+    int badfd = open(q->baddir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (badfd < 0)
+        return -errno;
+    int r = renameat(q->dirfd, name, badfd, to) < 0 ? -errno : 0;
+    close(badfd);
+    return r;
 }

@@ -1,17 +1,35 @@
 /*
  * queue - the spool: durable messages waiting for delivery.
  *
- * One file per message, <data>/queue/<ID>, holding the envelope and the
- * message, written by queue_commit() through fs_commit_file(): built in
- * queue/tmp/, fsync'd, renamed into queue/, directory fsync'd. Only then
- * may the SMTP 250 be sent (DESIGN: durability). The file ends with a
- * completeness marker that queue_read() checks, and the reader treats the
- * file as untrusted: a malformed file is reported, never guessed at.
+ * Messages live in slot files, <data>/queue/slot.<N>, reused from message
+ * to message. A slot holds one record: the envelope and the message,
+ * ending with a completeness marker and padded to a multiple of
+ * QUEUE_BLOCK bytes. queue_commit() writes the record into a free slot
+ * from offset 0, cuts the file to the padded length and fdatasync's it;
+ * a slot created for the occasion also has its directory fsync'd. Only
+ * then may the SMTP 250 be sent (DESIGN: durability): data and directory
+ * entry are on disk.
  *
- * Format (text header, then the exact message bytes):
+ * Why slots and not a new file per message renamed into place: on this
+ * path every creation, rename and unlink is metadata the disk must write
+ * before the 250 (the directory, the inode, its bitmaps), and without a
+ * journal each new inode also scans past recently deleted ones. Rewriting
+ * a slot of the same padded size in place costs its data blocks alone.
+ *
+ * A delivered message's slot is marked spent (its magic rewritten, not
+ * fsync'd: a crash that loses the mark makes a duplicate delivery, which
+ * the contract allows) and goes back to the pool (at most QUEUE_POOL_MAX;
+ * one over QUEUE_POOL_KEEP bytes is emptied). At start-up queue_list()
+ * reads the head of every slot: live records are listed, spent and empty
+ * slots go to the pool, anything else is moved to queue/corrupt/ and
+ * reported (it may have been acknowledged). Only one process may open a
+ * queue: queue_open() locks the directory.
+ *
+ * Record format (text header, the exact message bytes, marker, padding):
  *   MWQ 1\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n
  *   [spf <result> <domain>\n]  [folder <name>\n]  rcpt <addr>\n...
- *   size <n>\n  \n  <n bytes>  \nMWQ END\n
+ *   size <n>\n  \n  <n bytes>  \nMWQ END\n  <'\n' x 0..QUEUE_BLOCK-1>
+ * A spent slot starts with "MWQ 0\n".
  *
  * folder names a Maildir++ folder to deliver into instead of the inbox
  * (DMARC quarantine: "Junk"); letters, digits, '-' and '_' only.
@@ -20,24 +38,35 @@
  * index per line; a crash between delivery and that append gives a
  * duplicate delivery, which the contract allows, never a loss.
  *
- * All functions block (they do file I/O): call them from worker threads or
- * at start-up. They return 0 or -errno (-EBADMSG for a malformed file).
+ * The reader treats every file as untrusted: a malformed record is
+ * reported, never guessed at. All functions block (file I/O): call them
+ * from worker threads or at start-up; the pool is thread-safe. They return
+ * 0 or -errno (-EBADMSG for a malformed record).
  */
 #ifndef MW_QUEUE_QUEUE_H
 #define MW_QUEUE_QUEUE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/uio.h>
 #include <time.h>
 
 #include "core/buf.h"
 #include "core/id.h"
 
+#define QUEUE_BLOCK 4096
+#define QUEUE_POOL_MAX 256
+#define QUEUE_POOL_MIN 32     /* empty slots made ready at start-up */
+#define QUEUE_POOL_KEEP (128 * 1024)
+
+struct queue_pool;
+
 struct queue {
     char *dir;      /* <data>/queue */
-    char *tmpdir;   /* <data>/queue/tmp */
     char *baddir;   /* <data>/queue/corrupt */
+    int dirfd;      /* dir, open for openat and fsync; holds the lock */
+    struct queue_pool *pool;
 };
 
 struct queue_env {
@@ -50,8 +79,14 @@ struct queue_env {
     time_t arrival;
 };
 
-struct queue_msg {
+/* A queued message: its id and its slot. */
+struct queue_ref {
     char id[ID_LEN + 1];
+    uint32_t slot;
+};
+
+struct queue_msg {
+    struct queue_ref ref;
     char session[ID_LEN + 1];
     time_t arrival;
     char *from;
@@ -62,6 +97,7 @@ struct queue_msg {
     size_t nrcpt;
     const char *body;       /* points into raw */
     size_t body_len;
+    bool has_done_file;     /* <ID>.done exists */
     struct buf raw;
 };
 
@@ -69,19 +105,23 @@ struct queue_msg {
 bool queue_folder_ok(const char *s, size_t n);
 int queue_open(struct queue *q, const char *data_dir);
 void queue_close(struct queue *q);
-/* Write env + message (at most QUEUE_MAX_IOV pieces) durably under id.
- * An id already in use gives -EEXIST: the caller treats it as a
- * temporary failure. */
+/* Write env + message (at most QUEUE_MAX_IOV pieces) durably under id;
+ * *slot says where. */
 #define QUEUE_MAX_IOV 8
 int queue_commit(const struct queue *q, const char *id, const struct queue_env *env,
-                 const struct iovec *msg, int msgcnt);
-int queue_read(const struct queue *q, const char *id, struct queue_msg *m);
+                 const struct iovec *msg, int msgcnt, uint32_t *slot);
+/* Read and check a record; -ENOENT if the slot no longer holds it. */
+int queue_read(const struct queue *q, const struct queue_ref *ref, struct queue_msg *m);
 void queue_msg_free(struct queue_msg *m);
 int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index);
-int queue_remove(const struct queue *q, const char *id);
-/* Move a malformed file out of the way (queue/corrupt/), keeping it. */
-int queue_quarantine(const struct queue *q, const char *id);
-/* Ids of all committed messages, oldest first. */
-int queue_list(const struct queue *q, char (**ids)[ID_LEN + 1], size_t *n);
+/* A delivered message: drop its .done file (has_done_file), mark the slot
+ * spent and give it back. The caller has made every delivery durable. */
+int queue_remove(const struct queue *q, const struct queue_ref *ref, bool has_done_file);
+/* Move a slot whose record is malformed out of the way (queue/corrupt/),
+ * keeping it for the operator. */
+int queue_quarantine(const struct queue *q, const struct queue_ref *ref);
+/* Every live record, oldest first. Call once, at start-up, before any
+ * commit: it also fills the pool with the spent slots it finds. */
+int queue_list(const struct queue *q, struct queue_ref **refs, size_t *n);
 
 #endif

@@ -557,9 +557,22 @@ class Daemon:
         (self.mail_root / domain / user).unlink()
 
     def queue_files(self):
+        """Slot files holding a queued message (spent and empty slots are
+        not messages), and anything moved to queue/corrupt/."""
         if not self.queue_dir.is_dir():
             return []
-        return sorted(p for p in self.queue_dir.rglob("*") if p.is_file())
+        live = [p for p in self.queue_dir.glob("slot.*")
+                if p.is_file() and p.read_bytes()[:6] == b"MWQ 1\n"]
+        corrupt = self.queue_dir / "corrupt"
+        bad = [p for p in corrupt.iterdir() if p.is_file()] if corrupt.is_dir() else []
+        return sorted(live + bad)
+
+    def queue_file(self, qid):
+        """The slot file holding the queued message qid."""
+        for p in self.queue_files():
+            if p.read_bytes().startswith(f"MWQ 1\nid {qid}\n".encode()):
+                return p
+        raise AssertionError(f"no queue file holds {qid}: {self.queue_files()}")
 
 
 # --------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_queue_envelope_records_spf(mw, tmp_path):
         r = send_message(c, "a@bad.example.net", ["user@localhost"], make_message("<env@t>"))
         assert_reply(r, 250, "2.0.0")
         qid = queue_id_of(r)
-    qfile = mw.data_dir / "queue" / qid
+    qfile = mw.queue_file(qid)
     text = qfile.read_bytes().split(b"\n\n", 1)[0].decode()
     assert "spf fail bad.example.net" in text.splitlines(), text
 

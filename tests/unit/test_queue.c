@@ -50,7 +50,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static void commit_one(struct fixture *f, char id[ID_LEN + 1], const char *body)
+static void commit_one(struct fixture *f, struct queue_ref *ref, const char *body)
 {
     const char *rcpts[] = { "a@localhost", "\"b c\"@localhost" };
     struct queue_env env = { .session = "0123456789ABCDEF", .from = "s@example.org",
@@ -59,23 +59,55 @@ static void commit_one(struct fixture *f, char id[ID_LEN + 1], const char *body)
         { .iov_base = (void *)"Received: x\r\n", .iov_len = 13 },
         { .iov_base = (void *)body, .iov_len = strlen(body) },
     };
-    id_new(id);
-    assert_int_equal(queue_commit(&f->q, id, &env, iov, 2), 0);
+    id_new(ref->id);
+    assert_int_equal(queue_commit(&f->q, ref->id, &env, iov, 2, &ref->slot), 0);
 }
 
-static void qpath(struct fixture *f, const char *id, char *out, size_t n)
+static void slot_path(struct fixture *f, uint32_t slot, char *out, size_t n)
 {
-    snprintf(out, n, "%s/queue/%s", f->dir, id);
+    snprintf(out, n, "%s/queue/slot.%u", f->dir, (unsigned)slot);
+}
+
+/* Files in queue/ whose name starts with prefix. */
+static int count_files(struct fixture *f, const char *prefix)
+{
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/queue", f->dir);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) != NULL)
+        files += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return files;
+}
+
+static struct stat stat_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st;
+}
+
+static void remove_msg(struct fixture *f, const struct queue_ref *ref)
+{
+    struct queue_msg m;
+    assert_int_equal(queue_read(&f->q, ref, &m), 0);
+    bool has_done = m.has_done_file;
+    queue_msg_free(&m);
+    assert_int_equal(queue_remove(&f->q, ref, has_done), 0);
 }
 
 static void test_roundtrip(void **state)
 {
     struct fixture *f = *state;
-    char id[ID_LEN + 1];
-    commit_one(f, id, "Subject: t\r\n\r\nbody\r\n");
+    struct queue_ref ref;
+    commit_one(f, &ref, "Subject: t\r\n\r\nbody\r\n");
 
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, id, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
+    assert_string_equal(m.ref.id, ref.id);
     assert_string_equal(m.from, "s@example.org");
     assert_string_equal(m.session, "0123456789ABCDEF");
     assert_int_equal(m.nrcpt, 2);
@@ -86,63 +118,152 @@ static void test_roundtrip(void **state)
     assert_false(m.done[0]);
     queue_msg_free(&m);
 
-    /* Nothing is left in tmp/ and the same id cannot be committed twice. */
-    char tmp[128];
-    snprintf(tmp, sizeof(tmp), "%s/queue/tmp", f->dir);
-    DIR *d = opendir(tmp);
-    assert_non_null(d);
-    struct dirent *e;
-    int files = 0;
-    while ((e = readdir(d)) != NULL)
-        files += e->d_name[0] != '.';
-    closedir(d);
-    assert_int_equal(files, 0);
+    /* Written into one of the slots made at open, padded to whole blocks;
+     * nothing else in the directory. */
+    char path[128];
+    slot_path(f, ref.slot, path, sizeof(path));
+    struct stat st = stat_of(path);
+    assert_int_equal(st.st_size, QUEUE_BLOCK);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(count_files(f, "slot."), QUEUE_POOL_MIN);
+    assert_int_equal(count_files(f, ""), QUEUE_POOL_MIN + 3);   /* ., .., corrupt */
+
+    /* Bad ids and folders are refused before anything is written. */
     const char *r1[] = { "a@localhost" };
-    struct queue_env env = { .session = id, .from = "", .rcpts = r1, .nrcpt = 1 };
+    struct queue_env env = { .session = ref.id, .from = "", .rcpts = r1, .nrcpt = 1 };
     struct iovec iov = { .iov_base = (void *)"x", .iov_len = 1 };
-    assert_int_equal(queue_commit(&f->q, id, &env, &iov, 1), -EEXIST);
+    uint32_t slot;
+    assert_int_equal(queue_commit(&f->q, "../x", &env, &iov, 1, &slot), -EINVAL);
 }
 
 static void test_done_and_remove(void **state)
 {
     struct fixture *f = *state;
-    char id[ID_LEN + 1];
-    commit_one(f, id, "x\r\n");
-    assert_int_equal(queue_mark_done(&f->q, id, 1), 0);
+    struct queue_ref ref;
+    commit_one(f, &ref, "x\r\n");
+    assert_int_equal(queue_mark_done(&f->q, ref.id, 1), 0);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, id, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
     assert_false(m.done[0]);
     assert_true(m.done[1]);
+    assert_true(m.has_done_file);
     queue_msg_free(&m);
-    assert_int_equal(queue_remove(&f->q, id), 0);
-    assert_int_equal(queue_read(&f->q, id, &m), -ENOENT);
+    char path[128], done[140];
+    slot_path(f, ref.slot, path, sizeof(path));
+    snprintf(done, sizeof(done), "%s/queue/%s.done", f->dir, ref.id);
+    ino_t ino = stat_of(path).st_ino;
+    remove_msg(f, &ref);
+    assert_int_equal(queue_read(&f->q, &ref, &m), -ENOENT);
+    assert_int_equal(access(done, F_OK), -1);
+
+    /* The spent slot is the next one written: same file, new content,
+     * nothing left over; the old reference no longer reads. */
+    struct queue_ref ref2;
+    commit_one(f, &ref2, "y\r\n");
+    assert_int_equal(ref2.slot, ref.slot);
+    assert_true(stat_of(path).st_ino == ino);
+    assert_int_equal(queue_read(&f->q, &ref2, &m), 0);
+    assert_memory_equal(m.body, "Received: x\r\ny\r\n", m.body_len);
+    assert_false(m.has_done_file);
+    queue_msg_free(&m);
+    assert_int_equal(queue_read(&f->q, &ref, &m), -ENOENT);
 }
 
-/* Rewrite a committed file with a transformation and expect EBADMSG. */
-static void corrupt_and_expect(struct fixture *f, void (*mangle)(char *s, size_t *n))
+/* A slot shrinks to fit a short record after a long one; a slot over
+ * QUEUE_POOL_KEEP is emptied when it is given back. */
+static void test_pool_sizes(void **state)
 {
-    char id[ID_LEN + 1], path[128];
-    commit_one(f, id, "Subject: t\r\n\r\nbody\r\n");
-    qpath(f, id, path, sizeof(path));
+    struct fixture *f = *state;
+    size_t big = QUEUE_POOL_KEEP + 4096;
+    char *body = xmalloc(big + 1);
+    memset(body, 'a', big);
+    body[big] = '\0';
+    struct queue_ref ref;
+    char path[128];
+    commit_one(f, &ref, body);
+    xfree(body);
+    slot_path(f, ref.slot, path, sizeof(path));
+    assert_true(stat_of(path).st_size > QUEUE_POOL_KEEP);
+    remove_msg(f, &ref);
+    assert_int_equal(stat_of(path).st_size, 0);
+
+    body = xmalloc(3 * QUEUE_BLOCK);
+    memset(body, 'b', 3 * QUEUE_BLOCK - 1);
+    body[3 * QUEUE_BLOCK - 1] = '\0';
+    commit_one(f, &ref, body);
+    xfree(body);
+    assert_int_equal(stat_of(path).st_size, 4 * QUEUE_BLOCK);
+    remove_msg(f, &ref);
+    commit_one(f, &ref, "s\r\n");
+    assert_int_equal(stat_of(path).st_size, QUEUE_BLOCK);
+    struct queue_msg m;
+    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
+    assert_memory_equal(m.body, "Received: x\r\ns\r\n", m.body_len);
+    queue_msg_free(&m);
+}
+
+/* One process per queue: the pool is not shared. */
+static void test_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct queue other;
+    assert_int_equal(queue_open(&other, f->dir), -EBUSY);
+    queue_close(&other);
+    queue_close(&f->q);
+    assert_int_equal(queue_open(&other, f->dir), 0);
+    queue_close(&other);
+    assert_int_equal(queue_open(&f->q, f->dir), 0);
+}
+
+/* Rewrite a committed record (without its padding) with a transformation
+ * and expect err from the reader; then quarantine it. */
+static void corrupt_and_expect(struct fixture *f, void (*mangle)(char *s, size_t *n), int err)
+{
+    struct queue_ref ref;
+    char path[128];
+    commit_one(f, &ref, "Subject: t\r\n\r\nbody\r\n");
+    slot_path(f, ref.slot, path, sizeof(path));
     struct buf b;
     buf_init(&b);
     assert_int_equal(fs_read_file(path, 1 << 20, &b), 0);
-    size_t n = buf_size(&b);
+    const char *end = strstr(buf_ptr(&b), "\nMWQ END\n");
+    assert_non_null(end);
+    size_t n = (size_t)(end - buf_ptr(&b)) + 9;
+    buf_reserve(&b, QUEUE_BLOCK + 16);
     mangle(b.data, &n);
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    fwrite(b.data, 1, n, fp);
-    fclose(fp);
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(fs_write_all(fd, buf_ptr(&b), n), 0);
+    close(fd);
     buf_free(&b);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, id, &m), -EBADMSG);
-    assert_int_equal(queue_quarantine(&f->q, id), 0);
-    assert_int_equal(queue_read(&f->q, id, &m), -ENOENT);
+    assert_int_equal(queue_read(&f->q, &ref, &m), err);
+    if (err == 0)
+        queue_msg_free(&m);
+    if (err == -EBADMSG) {
+        assert_int_equal(queue_quarantine(&f->q, &ref), 0);
+        assert_int_equal(queue_read(&f->q, &ref, &m), -ENOENT);
+        char kept[160];
+        snprintf(kept, sizeof(kept), "%s/queue/corrupt/%s-slot.%u", f->dir, ref.id,
+                 (unsigned)ref.slot);
+        assert_int_equal(access(kept, F_OK), 0);
+    }
 }
 
+static void m_none(char *s, size_t *n) { }
 static void m_truncate(char *s, size_t *n) { *n -= 5; }
 static void m_no_marker(char *s, size_t *n) { s[*n - 2] = 'X'; }
-static void m_extra(char *s, size_t *n) { s[(*n)++] = '\n'; }
+static void m_extra(char *s, size_t *n) { s[(*n)++] = 'x'; }
+static void m_padded(char *s, size_t *n)
+{
+    memset(s + *n, '\n', QUEUE_BLOCK - 1);
+    *n += QUEUE_BLOCK - 1;
+}
+static void m_overpadded(char *s, size_t *n)
+{
+    memset(s + *n, '\n', QUEUE_BLOCK);
+    *n += QUEUE_BLOCK;
+}
 static void m_magic(char *s, size_t *n) { s[4] = '2'; }
 static void m_size(char *s, size_t *n)
 {
@@ -154,41 +275,93 @@ static void m_unknown_key(char *s, size_t *n)
     char *p = strstr(s, "from ");
     memcpy(p, "frum ", 5);
 }
+static void m_two_ids(char *s, size_t *n)
+{
+    char *p = strstr(s, "session ");
+    memcpy(p, "id", 2);
+    memmove(p + 3, p + 8, *n - (size_t)(p + 8 - s));
+    *n -= 5;
+}
+static void m_spent(char *s, size_t *n) { s[4] = '0'; }
 static void m_empty(char *s, size_t *n) { *n = 0; }
 
 static void test_corrupt(void **state)
 {
     struct fixture *f = *state;
-    void (*mangles[])(char *, size_t *) = { m_truncate, m_no_marker, m_extra, m_magic,
-                                            m_size, m_unknown_key, m_empty };
-    for (size_t i = 0; i < sizeof(mangles) / sizeof(mangles[0]); i++)
-        corrupt_and_expect(f, mangles[i]);
+    static const struct {
+        void (*mangle)(char *, size_t *);
+        int err;
+    } cases[] = {
+        { m_none, 0 }, { m_padded, 0 }, { m_truncate, -EBADMSG }, { m_no_marker, -EBADMSG },
+        { m_extra, -EBADMSG }, { m_overpadded, -EBADMSG }, { m_magic, -EBADMSG },
+        { m_size, -EBADMSG }, { m_unknown_key, -EBADMSG }, { m_two_ids, -EBADMSG },
+        /* spent or emptied: the message was delivered and removed */
+        { m_spent, -ENOENT }, { m_empty, -ENOENT },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        corrupt_and_expect(f, cases[i].mangle, cases[i].err);
 }
 
-static void test_list_and_tmp_cleanup(void **state)
+static void write_file(struct fixture *f, const char *name, const char *content)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/queue/%s", f->dir, name);
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(fs_write_all(fd, content, strlen(content)), 0);
+    close(fd);
+}
+
+/* What a restart finds: live records listed oldest first, spent and
+ * empty slots pooled, anything else listed so that the reader reports it. */
+static void test_list_after_restart(void **state)
 {
     struct fixture *f = *state;
-    char a[ID_LEN + 1], b[ID_LEN + 1], path[128];
-    commit_one(f, a, "1\r\n");
-    commit_one(f, b, "2\r\n");
-    /* An unacknowledged leftover in tmp/ and an unrelated file. */
-    snprintf(path, sizeof(path), "%s/queue/tmp/%s", f->dir, "0000000000000000");
-    close(open(path, O_CREAT | O_WRONLY, 0600));
-    snprintf(path, sizeof(path), "%s/queue/notes.txt", f->dir);
-    close(open(path, O_CREAT | O_WRONLY, 0600));
+    struct queue_ref a, b, c, *refs;
+    size_t n;
+    assert_int_equal(queue_list(&f->q, &refs, &n), 0);
+    assert_int_equal(n, 0);
+    xfree(refs);
+    commit_one(f, &a, "1\r\n");
+    commit_one(f, &b, "2\r\n");
+    commit_one(f, &c, "3\r\n");
+    remove_msg(f, &c);
+    write_file(f, "slot.90", "hello");
+    write_file(f, "slot.91", "MWQ 1\nid 0");
+    write_file(f, "slot.92", "");
+    write_file(f, "notes.txt", "x");
 
     queue_close(&f->q);
     assert_int_equal(queue_open(&f->q, f->dir), 0);
-    snprintf(path, sizeof(path), "%s/queue/tmp/%s", f->dir, "0000000000000000");
-    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(queue_list(&f->q, &refs, &n), 0);
+    assert_int_equal(n, 4);
+    /* the unreadable ones have no id: all zeros, first */
+    assert_string_equal(refs[0].id, "0000000000000000");
+    assert_string_equal(refs[1].id, "0000000000000000");
+    assert_int_equal(refs[0].slot + refs[1].slot, 90 + 91);
+    assert_string_equal(refs[2].id, a.id);
+    assert_int_equal(refs[2].slot, a.slot);
+    assert_string_equal(refs[3].id, b.id);
+    struct queue_msg m;
+    assert_int_equal(queue_read(&f->q, &refs[0], &m), -EBADMSG);
+    assert_int_equal(queue_read(&f->q, &refs[1], &m), -EBADMSG);
+    assert_int_equal(queue_read(&f->q, &refs[2], &m), 0);
+    queue_msg_free(&m);
+    xfree(refs);
+    /* listed once */
+    assert_int_equal(queue_list(&f->q, &refs, &n), 0);
+    assert_int_equal(n, 0);
+    xfree(refs);
 
-    char (*ids)[ID_LEN + 1];
-    size_t n;
-    assert_int_equal(queue_list(&f->q, &ids, &n), 0);
-    assert_int_equal(n, 2);
-    assert_string_equal(ids[0], a);
-    assert_string_equal(ids[1], b);
-    xfree(ids);
+    /* New messages go into free slots, never over a listed one; slots
+     * made later are numbered past every existing one. */
+    for (int i = 0; i < QUEUE_POOL_MIN + 2; i++) {
+        struct queue_ref r;
+        commit_one(f, &r, "4\r\n");
+        assert_true(r.slot != a.slot && r.slot != b.slot && r.slot != 90 && r.slot != 91);
+        if (i == QUEUE_POOL_MIN + 1)
+            assert_true(r.slot > 92);
+    }
 }
 
 static void test_maildir_component(void **state)
@@ -256,29 +429,28 @@ static void test_folder(void **state)
                              .folder = "Junk", .rcpts = rcpts, .nrcpt = 1, .arrival = 1 };
     static const char body[] = "Subject: q\r\n\r\nx\r\n";
     struct iovec iov = { .iov_base = (void *)body, .iov_len = sizeof(body) - 1 };
-    char id[ID_LEN + 1];
-    id_new(id);
-    assert_int_equal(queue_commit(&f->q, id, &env, &iov, 1), 0);
+    struct queue_ref ref;
+    id_new(ref.id);
+    assert_int_equal(queue_commit(&f->q, ref.id, &env, &iov, 1, &ref.slot), 0);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, id, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
     assert_string_equal(m.folder, "Junk");
     queue_msg_free(&m);
     static const char *const bad[] = { "../x", "", ".Junk", "a/b", "J unk" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         env.folder = bad[i];
-        id_new(id);
-        assert_int_equal(queue_commit(&f->q, id, &env, &iov, 1), -EINVAL);
+        uint32_t slot;
+        assert_int_equal(queue_commit(&f->q, ref.id, &env, &iov, 1, &slot), -EINVAL);
     }
-    /* a file that names a bad folder is malformed, not followed */
+    /* a record that names a bad folder is malformed, not followed */
     char path[256];
-    id_new(id);
-    snprintf(path, sizeof(path), "%s/queue/%s", f->dir, id);
+    slot_path(f, ref.slot, path, sizeof(path));
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     fprintf(fp, "MWQ 1\nid %s\nsession %s\ntime 1\nfrom \nfolder ../../x\nrcpt a@localhost\n"
-                "size 1\n\nx\nMWQ END\n", id, id);
+                "size 1\n\nx\nMWQ END\n", ref.id, ref.id);
     fclose(fp);
-    assert_int_equal(queue_read(&f->q, id, &m), -EBADMSG);
+    assert_int_equal(queue_read(&f->q, &ref, &m), -EBADMSG);
 
     char root[128];
     snprintf(root, sizeof(root), "%s/mail", f->dir);
@@ -288,7 +460,7 @@ static void test_folder(void **state)
     };
     struct buf out;
     buf_init(&out);
-    assert_int_equal(maildir_deliver(root, "mx.test", &mm, 0, &out), 0);
+    assert_int_equal(maildir_deliver(root, "mx.test", &mm, MAILDIR_DIRSYNC_LATER, &out), 0);
     char expect[200];
     snprintf(expect, sizeof(expect), "%s/localhost/a/.Junk/new/", root);
     assert_true(strncmp(buf_ptr(&out), expect, strlen(expect)) == 0);
@@ -300,8 +472,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_done_and_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_and_tmp_cleanup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_after_restart, setup, teardown),
         cmocka_unit_test(test_maildir_component),
         cmocka_unit_test_setup_teardown(test_maildir_deliver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder, setup, teardown),
