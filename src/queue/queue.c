@@ -12,14 +12,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "core/fsutil.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 
-#define QUEUE_MAGIC "MWQ 1\n"
+#define QUEUE_MAGIC "MWQ 2\n"
 #define QUEUE_SPENT "MWQ 0\n"
 #define MAGIC_LEN (sizeof(QUEUE_MAGIC) - 1)
-#define QUEUE_END "\nMWQ END\n"
+#define QUEUE_END "\nMWQ END "   /* then the CRC-32 in 8 hex digits and \n */
+#define END_LEN (sizeof(QUEUE_END) - 1 + 8 + 1)
 #define QUEUE_MAX_FILE ((size_t)2200 * 1024 * 1024)
 #define SLOT_PREFIX "slot."
 #define SLOT_NAME_MAX 24
@@ -287,13 +290,22 @@ int queue_commit(const struct queue *q, const char *id, const struct queue_env *
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&head, "rcpt %s\n", env->rcpts[i]);
     buf_printf(&head, "size %zu\n\n", total);
-    size_t len = buf_size(&head) + total + sizeof(QUEUE_END) - 1;
+    size_t len = buf_size(&head) + total + END_LEN;
     iov[0].iov_base = head.data;
     iov[0].iov_len = buf_size(&head);
     for (int i = 0; i < msgcnt; i++)
         iov[i + 1] = msg[i];
-    iov[msgcnt + 1].iov_base = (void *)QUEUE_END;
-    iov[msgcnt + 1].iov_len = sizeof(QUEUE_END) - 1;
+    /* The marker carries a CRC-32 of everything before it: a slot is
+     * rewritten in place, and a write torn by a crash could otherwise
+     * leave a new head on an old tail that happens to line up. */
+    uLong crc = crc32_z(0L, Z_NULL, 0);
+    for (int i = 0; i <= msgcnt; i++)
+        if (iov[i].iov_len > 0)   /* a NULL buffer would restart the CRC */
+            crc = crc32_z(crc, iov[i].iov_base, iov[i].iov_len);
+    char end[END_LEN + 1];
+    snprintf(end, sizeof(end), QUEUE_END "%08lx\n", crc & 0xffffffffUL);
+    iov[msgcnt + 1].iov_base = end;
+    iov[msgcnt + 1].iov_len = END_LEN;
     /* Padded to whole blocks: a slot keeps its size from one message to
      * the next of about the same size, so fdatasync has no inode to
      * write, only the data. */
@@ -341,13 +353,37 @@ static bool next_line(const char **p, const char *end, const char **line, size_t
     return true;
 }
 
-/* The marker at p + size, then only padding, less than a block of it. */
-static bool check_end(const char *p, const char *end, uint64_t size)
+/* Exactly n lower-case hex digits. */
+static bool parse_hex(const char *s, size_t n, uint64_t *out)
 {
-    size_t elen = sizeof(QUEUE_END) - 1;
-    if ((uint64_t)(end - p) < size + elen || memcmp(p + size, QUEUE_END, elen) != 0)
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (uint64_t)(c - 'a' + 10);
+        else
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* The marker at p + size with the CRC-32 of start..p + size, then only
+ * padding, less than a block of it. */
+static bool check_end(const char *start, const char *p, const char *end, uint64_t size)
+{
+    size_t mlen = sizeof(QUEUE_END) - 1;
+    if ((uint64_t)(end - p) < size + END_LEN || memcmp(p + size, QUEUE_END, mlen) != 0 ||
+        p[size + END_LEN - 1] != '\n')
         return false;
-    const char *tail = p + size + elen;
+    uint64_t want;
+    if (!parse_hex(p + size + mlen, 8, &want) ||
+        want != (crc32_z(crc32_z(0L, Z_NULL, 0), (const Bytef *)start, (size_t)(p + size - start)) &
+                 0xffffffffUL))
+        return false;
+    const char *tail = p + size + END_LEN;
     if ((size_t)(end - tail) >= QUEUE_BLOCK)
         return false;
     for (; tail < end; tail++)
@@ -406,7 +442,7 @@ static int parse_file(struct queue_msg *m)
             return -EBADMSG;
         }
     }
-    if (!have_id || !have_from || !have_size || m->nrcpt == 0 || !check_end(p, end, size))
+    if (!have_id || !have_from || !have_size || m->nrcpt == 0 || !check_end(buf_ptr(&m->raw), p, end, size))
         return -EBADMSG;
     m->body = p;
     m->body_len = (size_t)size;

@@ -19,17 +19,20 @@
  * A delivered message's slot is marked spent (its magic rewritten, not
  * fsync'd: a crash that loses the mark makes a duplicate delivery, which
  * the contract allows) and goes back to the pool (at most QUEUE_POOL_MAX;
- * one over QUEUE_POOL_KEEP bytes is emptied). At start-up queue_list()
+ * one over QUEUE_POOL_KEEP bytes is emptied). At start-up queue_open()
  * reads the head of every slot: live records are listed, spent and empty
- * slots go to the pool, anything else is moved to queue/corrupt/ and
- * reported (it may have been acknowledged). Only one process may open a
+ * slots go to the pool, and anything else is listed too (with an id of
+ * zeros if it has none), so that the reader reports it and it is moved to
+ * queue/corrupt/: it may have been acknowledged. Only one process may open a
  * queue: queue_open() locks the directory.
  *
  * Record format (text header, the exact message bytes, marker, padding):
- *   MWQ 1\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n
+ *   MWQ 2\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n
  *   [spf <result> <domain>\n]  [folder <name>\n]  rcpt <addr>\n...
- *   size <n>\n  \n  <n bytes>  \nMWQ END\n  <'\n' x 0..QUEUE_BLOCK-1>
- * A spent slot starts with "MWQ 0\n".
+ *   size <n>\n  \n  <n bytes>  \nMWQ END <crc>\n  <'\n' x 0..QUEUE_BLOCK-1>
+ * <crc> is the CRC-32 (zlib's) of every byte before "\nMWQ END", in 8
+ * lower-case hex digits: a slot is rewritten in place, so a write torn by
+ * a crash must not pass for a record. A spent slot starts with "MWQ 0\n".
  *
  * folder names a Maildir++ folder to deliver into instead of the inbox
  * (DMARC quarantine: "Junk"); letters, digits, '-' and '_' only.
@@ -120,8 +123,8 @@ int queue_remove(const struct queue *q, const struct queue_ref *ref, bool has_do
 /* Move a slot whose record is malformed out of the way (queue/corrupt/),
  * keeping it for the operator. */
 int queue_quarantine(const struct queue *q, const struct queue_ref *ref);
-/* Every live record, oldest first. Call once, at start-up, before any
- * commit: it also fills the pool with the spent slots it finds. */
+/* Every live record queue_open() found, oldest first (the caller frees
+ * *refs); later calls find none. */
 int queue_list(const struct queue *q, struct queue_ref **refs, size_t *n);
 
 #endif

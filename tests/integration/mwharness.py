@@ -562,7 +562,7 @@ class Daemon:
         if not self.queue_dir.is_dir():
             return []
         live = [p for p in self.queue_dir.glob("slot.*")
-                if p.is_file() and p.read_bytes()[:6] == b"MWQ 1\n"]
+                if p.is_file() and p.read_bytes()[:6] == b"MWQ 2\n"]
         corrupt = self.queue_dir / "corrupt"
         bad = [p for p in corrupt.iterdir() if p.is_file()] if corrupt.is_dir() else []
         return sorted(live + bad)
@@ -570,7 +570,7 @@ class Daemon:
     def queue_file(self, qid):
         """The slot file holding the queued message qid."""
         for p in self.queue_files():
-            if p.read_bytes().startswith(f"MWQ 1\nid {qid}\n".encode()):
+            if p.read_bytes().startswith(f"MWQ 2\nid {qid}\n".encode()):
                 return p
         raise AssertionError(f"no queue file holds {qid}: {self.queue_files()}")
 

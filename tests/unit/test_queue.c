@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "core/fsutil.h"
 #include "core/id.h"
 #include "core/xmalloc.h"
@@ -55,12 +57,14 @@ static void commit_one(struct fixture *f, struct queue_ref *ref, const char *bod
     const char *rcpts[] = { "a@localhost", "\"b c\"@localhost" };
     struct queue_env env = { .session = "0123456789ABCDEF", .from = "s@example.org",
                              .rcpts = rcpts, .nrcpt = 2, .arrival = 1700000000 };
-    struct iovec iov[2] = {
+    /* an empty piece, as the daemon passes when it has no signature */
+    struct iovec iov[3] = {
         { .iov_base = (void *)"Received: x\r\n", .iov_len = 13 },
+        { .iov_base = NULL, .iov_len = 0 },
         { .iov_base = (void *)body, .iov_len = strlen(body) },
     };
     id_new(ref->id);
-    assert_int_equal(queue_commit(&f->q, ref->id, &env, iov, 2, &ref->slot), 0);
+    assert_int_equal(queue_commit(&f->q, ref->id, &env, iov, 3, &ref->slot), 0);
 }
 
 static void slot_path(struct fixture *f, uint32_t slot, char *out, size_t n)
@@ -226,9 +230,9 @@ static void corrupt_and_expect(struct fixture *f, void (*mangle)(char *s, size_t
     struct buf b;
     buf_init(&b);
     assert_int_equal(fs_read_file(path, 1 << 20, &b), 0);
-    const char *end = strstr(buf_ptr(&b), "\nMWQ END\n");
+    const char *end = strstr(buf_ptr(&b), "\nMWQ END ");
     assert_non_null(end);
-    size_t n = (size_t)(end - buf_ptr(&b)) + 9;
+    size_t n = (size_t)(end - buf_ptr(&b)) + 18;   /* marker, CRC, \n */
     buf_reserve(&b, QUEUE_BLOCK + 16);
     mangle(b.data, &n);
     int fd = open(path, O_WRONLY | O_TRUNC);
@@ -264,7 +268,7 @@ static void m_overpadded(char *s, size_t *n)
     memset(s + *n, '\n', QUEUE_BLOCK);
     *n += QUEUE_BLOCK;
 }
-static void m_magic(char *s, size_t *n) { s[4] = '2'; }
+static void m_magic(char *s, size_t *n) { s[4] = '3'; }   /* MWQ 3: not ours */
 static void m_size(char *s, size_t *n)
 {
     char *p = strstr(s, "size ");
@@ -282,6 +286,24 @@ static void m_two_ids(char *s, size_t *n)
     memmove(p + 3, p + 8, *n - (size_t)(p + 8 - s));
     *n -= 5;
 }
+static void m_body_byte(char *s, size_t *n)
+{
+    char *p = strstr(s, "body");
+    p[0] = 'B';
+}
+/* Not lower-case hex: the first CRC digit upper-cased, or a 'g'. */
+static void m_crc_upper(char *s, size_t *n)
+{
+    char *c = s + *n - 9;
+    *c = (*c >= 'a' && *c <= 'f') ? (char)(*c - 'a' + 'A') : 'g';
+}
+/* A torn rewrite: a new head over the tail of an older record of the same
+ * length, marker and padding in place. Only the CRC tells. */
+static void m_torn(char *s, size_t *n)
+{
+    char *p = strstr(s, "Subject: t");
+    memcpy(p, "Subject: u", 10);
+}
 static void m_spent(char *s, size_t *n) { s[4] = '0'; }
 static void m_empty(char *s, size_t *n) { *n = 0; }
 
@@ -295,11 +317,13 @@ static void test_corrupt(void **state)
         { m_none, 0 }, { m_padded, 0 }, { m_truncate, -EBADMSG }, { m_no_marker, -EBADMSG },
         { m_extra, -EBADMSG }, { m_overpadded, -EBADMSG }, { m_magic, -EBADMSG },
         { m_size, -EBADMSG }, { m_unknown_key, -EBADMSG }, { m_two_ids, -EBADMSG },
+        { m_body_byte, -EBADMSG }, { m_crc_upper, -EBADMSG }, { m_torn, -EBADMSG },
         /* spent or emptied: the message was delivered and removed */
         { m_spent, -ENOENT }, { m_empty, -ENOENT },
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         corrupt_and_expect(f, cases[i].mangle, cases[i].err);
+    }
 }
 
 static void write_file(struct fixture *f, const char *name, const char *content)
@@ -445,10 +469,14 @@ static void test_folder(void **state)
     /* a record that names a bad folder is malformed, not followed */
     char path[256];
     slot_path(f, ref.slot, path, sizeof(path));
+    char rec[512];
+    int len = snprintf(rec, sizeof(rec),
+                       "MWQ 2\nid %s\nsession %s\ntime 1\nfrom \nfolder ../../x\nrcpt a@localhost\n"
+                       "size 1\n\nx", ref.id, ref.id);
+    uLong crc = crc32(crc32(0L, Z_NULL, 0), (const Bytef *)rec, (uInt)len);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
-    fprintf(fp, "MWQ 1\nid %s\nsession %s\ntime 1\nfrom \nfolder ../../x\nrcpt a@localhost\n"
-                "size 1\n\nx\nMWQ END\n", ref.id, ref.id);
+    fprintf(fp, "%s\nMWQ END %08lx\n", rec, crc & 0xffffffffUL);
     fclose(fp);
     assert_int_equal(queue_read(&f->q, &ref, &m), -EBADMSG);
 
