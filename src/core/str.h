@@ -30,5 +30,13 @@ size_t str_lcpy(char *dst, const char *src, size_t dstsize);
 static inline char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c; }
 static inline bool ascii_digit(char c) { return c >= '0' && c <= '9'; }
 static inline bool ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+/* The value of a hex digit of either case, or -1. */
+static inline int ascii_hex_value(char c)
+{
+    if (ascii_digit(c))
+        return c - '0';
+    c = ascii_lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
 
 #endif

@@ -105,17 +105,6 @@ struct arena {
     char *p, *end;
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Decode one encoded value into the arena; NULL with *why on error. */
 static const char *decode(struct arena *a, struct span s, const char **why)
 {
@@ -135,8 +124,8 @@ static const char *decode(struct arena *a, struct span s, const char **why)
     for (size_t i = 0; i < s.n; i++) {
         unsigned char c = (unsigned char)s.p[i];
         if (c == '%') {
-            int hi = i + 2 < s.n ? hexval(s.p[i + 1]) : -1;
-            int lo = i + 2 < s.n ? hexval(s.p[i + 2]) : -1;
+            int hi = i + 2 < s.n ? ascii_hex_value(s.p[i + 1]) : -1;
+            int lo = i + 2 < s.n ? ascii_hex_value(s.p[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *why = "bad percent-encoding";
                 return NULL;
@@ -377,8 +366,8 @@ int dmarc_mailto(const char *uri, struct buf *addr, const char **domain)
     buf_append_byte(&path, '<');
     for (; p < end; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c == '%' && end - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-            c = (unsigned char)(hexval(p[1]) << 4 | hexval(p[2]));
+        if (c == '%' && end - p >= 3 && ascii_hex_value(p[1]) >= 0 && ascii_hex_value(p[2]) >= 0) {
+            c = (unsigned char)(ascii_hex_value(p[1]) << 4 | ascii_hex_value(p[2]));
             p += 2;
         } else if (c == '%') {
             c = 0;

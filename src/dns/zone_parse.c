@@ -438,14 +438,6 @@ static int parse_string(struct parser *p, const struct tok *t, struct buf *out)
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (ascii_digit(c))
-        return c - '0';
-    c = ascii_lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int parse_tlsa(struct parser *p, const struct tok *rd, size_t nr, struct dns_rr *rr)
 {
     if (nr < 4)
@@ -459,7 +451,7 @@ static int parse_tlsa(struct parser *p, const struct tok *rd, size_t nr, struct 
     int hi = -1;
     for (size_t k = 3; k < nr; k++) {
         for (size_t i = 0; i < rd[k].n; i++) {
-            int v = rd[k].quoted ? -1 : hex_value(rd[k].p[i]);
+            int v = rd[k].quoted ? -1 : ascii_hex_value(rd[k].p[i]);
             if (v < 0) {
                 buf_free(&data);
                 return perr(p, rd[k].line, "bad hex in TLSA data '%s'", show(p, &rd[k]));

@@ -353,18 +353,15 @@ static bool next_line(const char **p, const char *end, const char **line, size_t
     return true;
 }
 
-/* Exactly n lower-case hex digits. */
+/* Exactly n lower-case hex digits, as the writer prints them. */
 static bool parse_hex(const char *s, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= '0' && c <= '9')
-            v = v * 16 + (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v * 16 + (uint64_t)(c - 'a' + 10);
-        else
+        int d = ascii_lower(s[i]) == s[i] ? ascii_hex_value(s[i]) : -1;
+        if (d < 0)
             return false;
+        v = v * 16 + (uint64_t)d;
     }
     *out = v;
     return true;

@@ -121,13 +121,10 @@ void smtp_auth_answered(struct smtp_session *s, int code)
     sasl_clear(&s->sasl);
 }
 
+/* xtext hexchar: upper-case digits only (RFC 3461 4). */
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return c >= 'a' && c <= 'f' ? -1 : ascii_hex_value(c);
 }
 
 /* MAIL FROM ... AUTH=<mailbox in xtext> or AUTH=<> (RFC 4954 5). The value

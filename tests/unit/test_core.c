@@ -420,6 +420,17 @@ static void test_str_case_helpers(void **state)
     assert_false(str_ieq("@", 1, "`"));
     assert_false(str_ieq("[", 1, "{"));
 
+    /* Every byte: hex digits of either case, nothing else. */
+    for (int c = 0; c < 256; c++) {
+        const char *digits = "0123456789abcdef", *p;
+        int want = -1;
+        if (c != 0 && (p = strchr(digits, c)) != NULL)
+            want = (int)(p - digits);
+        else if (c >= 'A' && c <= 'F')
+            want = c - 'A' + 10;
+        assert_int_equal(ascii_hex_value((char)c), want);
+    }
+
     assert_true(str_iprefix("MAIL FROM:<a@b>", 15, "mail from:"));
     assert_false(str_iprefix("MAIL FRO", 8, "mail from:"));
     assert_true(str_iprefix("x", 1, ""));
