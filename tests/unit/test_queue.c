@@ -25,6 +25,7 @@
 #include "core/xmalloc.h"
 #include "deliver/maildir.h"
 #include "queue/queue.h"
+#include "tmpdir.h"
 
 struct fixture {
     char dir[64];
@@ -34,8 +35,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/mwq.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    tmpdir_make(f->dir, sizeof(f->dir), "mwq");
     assert_int_equal(queue_open(&f->q, f->dir), 0);
     *state = f;
     return 0;
@@ -44,9 +44,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    tmpdir_remove(f->dir);
     queue_close(&f->q);
     xfree(f);
     return 0;

@@ -37,6 +37,7 @@
 #include "core/buf.h"
 #include "core/fsutil.h"
 #include "core/xmalloc.h"
+#include "tmpdir.h"
 
 struct fixture {
     char dir[64];
@@ -46,8 +47,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/mwu.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    tmpdir_make(f->dir, sizeof(f->dir), "mwu");
     snprintf(f->path, sizeof(f->path), "%s/users", f->dir);
     *state = f;
     return 0;
@@ -56,9 +56,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    tmpdir_remove(f->dir);
     xfree(f);
     return 0;
 }
