@@ -43,7 +43,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_ERRORS_SHOWN 10
+#define CLIENT_NAME "idle_client"
+#define CLIENT_ITEM "connection"
+#include "client_common.h"
+
 #define REPLY_MAX 4096
 
 enum state { ST_CONNECTING, ST_GREETING, ST_EHLO, ST_IDLE, ST_DONE };
@@ -63,31 +66,6 @@ static int opt_concurrent = 50;
 static int opt_timeout = 60;
 static const char *opt_helo = "idle.bench.test";
 
-static int n_errors_shown;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void report_error(long i, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void report_error(long i, const char *fmt, ...)
-{
-    if (n_errors_shown >= MAX_ERRORS_SHOWN)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "idle_client: connection %ld: %s\n", i, msg);
-    if (++n_errors_shown == MAX_ERRORS_SHOWN)
-        fprintf(stderr, "idle_client: (further errors not shown)\n");
-}
 
 static void raise_nofile(long need)
 {

@@ -45,7 +45,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_ERRORS_SHOWN 10
+#define CLIENT_NAME "latency_client"
+#define CLIENT_ITEM "message"
+#include "client_common.h"
+
 #define REPLY_MAX 4096
 #define TIMER_TAG UINT64_MAX
 
@@ -82,36 +85,12 @@ static const char *opt_helo = "latency.bench.test";
 static char *message;
 static size_t message_len;
 static char cmd_ehlo[300], cmd_mail[300], cmd_rcpt[300];
-static int n_errors_shown;
 static struct sockaddr_in server_addr;
 static int ep;
 
 /* Per message results (seconds); dot < 0: not completed. */
 static double *res_dot, *res_session, *res_lag, *res_start;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void report_error(long i, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void report_error(long i, const char *fmt, ...)
-{
-    if (n_errors_shown >= MAX_ERRORS_SHOWN)
-        return;
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "latency_client: message %ld: %s\n", i, msg);
-    if (++n_errors_shown == MAX_ERRORS_SHOWN)
-        fprintf(stderr, "latency_client: (further errors not shown)\n");
-}
 
 static void build_message(void)
 {
