@@ -63,8 +63,11 @@ int fs_write_synced(int fd, const struct iovec *iov, int iovcnt)
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    int r = pwritev_all(fd, iov, iovcnt, 0);
-    if (r == 0 && ftruncate(fd, (off_t)total) < 0)
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : pwritev_all(fd, iov, iovcnt, 0);
+    /* Cut only a file that was longer: a truncate to the same size still
+     * dirties the inode, and the fdatasync then writes it too. */
+    if (r == 0 && st.st_size > (off_t)total && ftruncate(fd, (off_t)total) < 0)
         r = -errno;
     if (r == 0 && fdatasync(fd) < 0)
         r = -errno;

@@ -105,15 +105,20 @@ void worker_submit(struct worker_pool *p, worker_fn work, worker_fn done, void *
 
 unsigned worker_pool_complete(struct worker_pool *p)
 {
+    /* Workers write a byte only when the done list was empty, so there is
+     * rarely more than one; a byte left behind costs one spurious wake-up,
+     * never a lost job, since the list is taken after the read. */
     char drain[64];
-    while (read(p->pipe_r, drain, sizeof(drain)) > 0)
+    ssize_t n;
+    while ((n = read(p->pipe_r, drain, sizeof(drain))) == (ssize_t)sizeof(drain) ||
+           (n < 0 && errno == EINTR))
         ;
     pthread_mutex_lock(&p->mu);
     struct job *j = p->done_head;
     p->done_head = p->done_tail = NULL;
     pthread_mutex_unlock(&p->mu);
 
-    unsigned n = 0;
+    unsigned count = 0;
     while (j) {
         struct job *next = j->next;
         p->busy--;
@@ -121,9 +126,9 @@ unsigned worker_pool_complete(struct worker_pool *p)
             j->done(j->arg);
         xfree(j);
         j = next;
-        n++;
+        count++;
     }
-    return n;
+    return count;
 }
 
 unsigned worker_pool_busy(const struct worker_pool *p)

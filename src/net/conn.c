@@ -91,6 +91,22 @@ static void set_timeouts(struct conn *c)
 
 static bool switch_to_tls(struct conn *c);
 
+/* A reply on a plain connection with nothing else waiting to go out is
+ * sent at once rather than on the loop's next turn: that saves a wake-up
+ * and two epoll changes per reply, most of the loop's work in a short
+ * session. Returns the bytes the socket took; the rest (and any error,
+ * which the bufferevent then reports) goes the usual way. */
+static size_t send_now(struct conn *c, struct evbuffer *ob, const char *p, size_t n)
+{
+    if (evbuffer_get_length(ob) > 0 || bufferevent_openssl_get_ssl(c->bev) != NULL)
+        return 0;
+    ssize_t w;
+    do
+        w = send((int)bufferevent_getfd(c->bev), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
+    return w > 0 ? (size_t)w : 0;
+}
+
 void conn_pump(struct conn *c)
 {
     if (c->dead || c->bev == NULL)
@@ -100,11 +116,13 @@ void conn_pump(struct conn *c)
         return;
     }
     struct buf *out = smtp_session_output(c->sess);
+    struct evbuffer *ob = bufferevent_get_output(c->bev);
     if (buf_size(out) > 0) {
-        bufferevent_write(c->bev, buf_ptr(out), buf_size(out));
+        size_t sent = send_now(c, ob, buf_ptr(out), buf_size(out));
+        if (sent < buf_size(out))
+            bufferevent_write(c->bev, buf_ptr(out) + sent, buf_size(out) - sent);
         buf_reset(out);
     }
-    struct evbuffer *ob = bufferevent_get_output(c->bev);
     if (smtp_session_closing(c->sess)) {
         bufferevent_disable(c->bev, EV_READ);
         if (evbuffer_get_length(ob) == 0)
@@ -208,8 +226,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             log_kv(MW_LOG_INFO, "timeout", "session", c->id, "client", c->ip, "state",
                    smtp_state_name(smtp_session_state(c->sess)), NULL);
             smtp_session_timeout(c->sess);
+            if (smtp_session_closing(c->sess)) {
+                conn_pump(c);   /* may free c once the 421 is out */
+                return;
+            }
             conn_pump(c);
-            if (!c->dead && c->bev && !smtp_session_closing(c->sess))
+            if (!c->dead && c->bev)
                 bufferevent_enable(c->bev, EV_READ);
             return;
         }

@@ -142,6 +142,7 @@ static void commit_done(void *arg)
             char text[64];
             snprintf(text, sizeof(text), "Ok: queued as %s", j->id);
             smtp_session_answer(c->sess, 250, "2.0.0", text);
+            conn_pump(c);   /* the 250 first, then wake a delivery thread */
         }
         delivery_enqueue(j->srv->delivery, j->id, j->slot);
     } else {

@@ -1,5 +1,9 @@
 """SMTP command replies, EHLO keywords, RCPT policy and PIPELINING."""
 
+import socket
+import threading
+import time
+
 import pytest
 
 from mwharness import (DELIVERY_TIMEOUT, assert_has_enhanced, assert_reply, make_message, queue_id_of,
@@ -169,6 +173,31 @@ def test_pipelining_many_commands_one_write(daemon):
         assert_reply(c.reply(), 252, "2.1.5")
         assert_reply(c.reply(), 500, "5.5.2")
         assert_reply(c.reply(), 250, "2.0.0")
+
+
+def test_pipelined_replies_larger_than_socket_buffers(daemon):
+    """A client that pipelines far ahead of its reading still gets every
+    reply once and in order: what the socket does not take at once waits
+    in the output buffer, and reading pauses while that is full."""
+    n = 150000
+    with daemon.session() as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 262144)
+        sender = threading.Thread(target=c.send, args=(b"NOOP\r\nVRFY x\r\n" * n + b"QUIT\r\n",))
+        sender.start()
+        # About 13 MB of replies, while the server's send buffer grows to
+        # 4 MB at most: unread for a while, sends come up short.
+        time.sleep(1)
+        got = bytearray()
+        c.sock.settimeout(60)
+        while chunk := c.sock.recv(1 << 20):
+            got += chunk
+        sender.join()
+    lines = bytes(got).split(b"\r\n")
+    assert lines[-1] == b""
+    assert len(lines) == 2 * n + 2, len(lines)
+    assert all(lines[i].startswith(b"250 2.0.0 ") for i in range(0, 2 * n, 2))
+    assert all(lines[i].startswith(b"252 2.1.5 ") for i in range(1, 2 * n, 2))
+    assert lines[2 * n].startswith(b"221 2.0.0 "), lines[2 * n]
 
 
 def test_pipelined_transaction_after_data_and_quit(daemon):
