@@ -38,6 +38,7 @@ struct pending {
     struct pending *next;
     struct queue_ref ref;
     unsigned attempts;
+    bool check_done;    /* an <ID>.done may exist: found at start, or retried */
 };
 
 struct retry {
@@ -119,13 +120,19 @@ static void push(struct delivery *d, struct pending *p)
     d->tail = p;
 }
 
-void delivery_enqueue(struct delivery *d, const char *id, uint32_t slot)
+static void enqueue(struct delivery *d, const char *id, uint32_t slot, bool check_done)
 {
     struct pending *p = xcalloc(1, sizeof(*p));
     memcpy(p->ref.id, id, ID_LEN + 1);
     p->ref.slot = slot;
+    p->check_done = check_done;
     push(d, p);
     run_next(d);
+}
+
+void delivery_enqueue(struct delivery *d, const char *id, uint32_t slot)
+{
+    enqueue(d, id, slot, false);
 }
 
 void delivery_load_queue(struct delivery *d)
@@ -142,7 +149,7 @@ void delivery_load_queue(struct delivery *d)
     log_u64(&l, "messages", n);
     log_end(&l);
     for (size_t i = 0; i < n; i++)
-        delivery_enqueue(d, refs[i].id, refs[i].slot);
+        enqueue(d, refs[i].id, refs[i].slot, true);
     xfree(refs);
 }
 
@@ -176,7 +183,7 @@ static void deliver_work(void *arg)
     struct queue_msg m;
     const struct queue *q = &j->d->srv->queue;
 
-    j->read_error = queue_read(q, &j->p->ref, &m);
+    j->read_error = queue_read(q, &j->p->ref, j->p->check_done, &m);
     if (j->read_error < 0)
         return;
     j->settle = xcalloc(1, sizeof(*j->settle));
@@ -368,6 +375,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 static void schedule_retry(struct delivery *d, struct pending *p)
 {
     const struct mw_config *conf = d->srv->conf;
+    p->check_done = true;   /* this attempt may have recorded recipients */
     unsigned delay = conf->retry_min;
     for (unsigned i = 1; i < p->attempts && delay < conf->retry_max; i++)
         delay *= 2;

@@ -468,7 +468,8 @@ static void read_done(const struct queue *q, struct queue_msg *m)
     xfree(path);
 }
 
-int queue_read(const struct queue *q, const struct queue_ref *ref, struct queue_msg *m)
+int queue_read(const struct queue *q, const struct queue_ref *ref, bool check_done,
+               struct queue_msg *m)
 {
     memset(m, 0, sizeof(*m));
     if (!id_valid(ref->id, strlen(ref->id)))
@@ -488,7 +489,7 @@ int queue_read(const struct queue *q, const struct queue_ref *ref, struct queue_
         r = -ENOENT;
     if (r == 0)
         r = parse_file(m);
-    if (r == 0)
+    if (r == 0 && check_done)
         read_done(q, m);
     if (r < 0)
         queue_msg_free(m);

@@ -113,8 +113,12 @@ void queue_close(struct queue *q);
 #define QUEUE_MAX_IOV 8
 int queue_commit(const struct queue *q, const char *id, const struct queue_env *env,
                  const struct iovec *msg, int msgcnt, uint32_t *slot);
-/* Read and check a record; -ENOENT if the slot no longer holds it. */
-int queue_read(const struct queue *q, const struct queue_ref *ref, struct queue_msg *m);
+/* Read and check a record; -ENOENT if the slot no longer holds it. With
+ * check_done, also read <ID>.done; a caller that knows none can exist (a
+ * message it committed itself and has not yet partly delivered) saves the
+ * look-up. */
+int queue_read(const struct queue *q, const struct queue_ref *ref, bool check_done,
+               struct queue_msg *m);
 void queue_msg_free(struct queue_msg *m);
 int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index);
 /* A delivered message: drop its .done file (has_done_file), mark the slot

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mwharness import assert_reply, make_message, queue_id_of, send_message
+from mwharness import assert_reply, make_message, queue_id_of, send_message, wait_until
 
 N = 5
 
@@ -83,3 +83,34 @@ def test_delivered_message_not_redelivered_after_restart(mw):
         assert_reply(send_message(c, "sender@example.net", ["other@localhost"], second), 250, "2.0.0")
     mw.wait_mail("localhost", "other", 1)
     assert [d.message for d in mw.read_maildir("localhost", "user")] == [first]
+
+
+@pytest.mark.parametrize("how", ["retry", "restart"])
+def test_partly_delivered_message_not_delivered_twice(mw, how):
+    """The recipients of an attempt that failed for another recipient keep
+    their one copy, when the timer retries and when a restart does."""
+    mw.block_mailbox("blocked")
+    if how == "retry":
+        mw.start(retry_min=1, retry_max=2)
+    else:
+        mw.start(retry_min=3600, retry_max=3600)
+    msg = make_message("<partly@example.net>")
+    with mw.session() as c:
+        r = send_message(c, "sender@example.net", ["user@localhost", "blocked@localhost"], msg)
+        assert_reply(r, 250, "2.0.0")
+        qid = queue_id_of(r)
+    mw.wait_mail("localhost", "user", 1)
+    _wait_deferred(mw, [qid])
+    if how == "retry":
+        # Let the timer retry at least once while the mailbox is still blocked.
+        mw.wait_log(lambda l: "event=deferred" in l and f"queue={qid}" in l and "attempts=2" in l,
+                    what="a second deferred attempt")
+    mw.unblock_mailbox("blocked")
+    if how == "restart":
+        assert mw.stop() == 0
+        mw.restart()
+    _assert_all_delivered(mw, {qid: msg})
+    mw.wait_log(lambda l: "event=delivered" in l and f"queue={qid}" in l and "blocked@" in l,
+                what="delivery to blocked@localhost")
+    wait_until(lambda: mw.queue_files() == [], 10, what="the queue record removed")
+    assert [d.message for d in mw.read_maildir("localhost", "user")] == [msg]

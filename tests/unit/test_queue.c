@@ -95,7 +95,7 @@ static struct stat stat_of(const char *path)
 static void remove_msg(struct fixture *f, const struct queue_ref *ref)
 {
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, ref, &m), 0);
+    assert_int_equal(queue_read(&f->q, ref, true, &m), 0);
     bool has_done = m.has_done_file;
     queue_msg_free(&m);
     assert_int_equal(queue_remove(&f->q, ref, has_done), 0);
@@ -108,7 +108,7 @@ static void test_roundtrip(void **state)
     commit_one(f, &ref, "Subject: t\r\n\r\nbody\r\n");
 
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
     assert_string_equal(m.ref.id, ref.id);
     assert_string_equal(m.from, "s@example.org");
     assert_string_equal(m.session, "0123456789ABCDEF");
@@ -145,7 +145,12 @@ static void test_done_and_remove(void **state)
     commit_one(f, &ref, "x\r\n");
     assert_int_equal(queue_mark_done(&f->q, ref.id, 1), 0);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
+    /* Without check_done the side file is not looked at. */
+    assert_int_equal(queue_read(&f->q, &ref, false, &m), 0);
+    assert_false(m.done[1]);
+    assert_false(m.has_done_file);
+    queue_msg_free(&m);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
     assert_false(m.done[0]);
     assert_true(m.done[1]);
     assert_true(m.has_done_file);
@@ -155,7 +160,7 @@ static void test_done_and_remove(void **state)
     snprintf(done, sizeof(done), "%s/queue/%s.done", f->dir, ref.id);
     ino_t ino = stat_of(path).st_ino;
     remove_msg(f, &ref);
-    assert_int_equal(queue_read(&f->q, &ref, &m), -ENOENT);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), -ENOENT);
     assert_int_equal(access(done, F_OK), -1);
 
     /* The spent slot is the next one written: same file, new content,
@@ -164,11 +169,11 @@ static void test_done_and_remove(void **state)
     commit_one(f, &ref2, "y\r\n");
     assert_int_equal(ref2.slot, ref.slot);
     assert_true(stat_of(path).st_ino == ino);
-    assert_int_equal(queue_read(&f->q, &ref2, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref2, true, &m), 0);
     assert_memory_equal(m.body, "Received: x\r\ny\r\n", m.body_len);
     assert_false(m.has_done_file);
     queue_msg_free(&m);
-    assert_int_equal(queue_read(&f->q, &ref, &m), -ENOENT);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), -ENOENT);
 }
 
 /* A slot shrinks to fit a short record after a long one; a slot over
@@ -199,7 +204,7 @@ static void test_pool_sizes(void **state)
     commit_one(f, &ref, "s\r\n");
     assert_int_equal(stat_of(path).st_size, QUEUE_BLOCK);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
     assert_memory_equal(m.body, "Received: x\r\ns\r\n", m.body_len);
     queue_msg_free(&m);
 }
@@ -239,12 +244,12 @@ static void corrupt_and_expect(struct fixture *f, void (*mangle)(char *s, size_t
     close(fd);
     buf_free(&b);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, &ref, &m), err);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), err);
     if (err == 0)
         queue_msg_free(&m);
     if (err == -EBADMSG) {
         assert_int_equal(queue_quarantine(&f->q, &ref), 0);
-        assert_int_equal(queue_read(&f->q, &ref, &m), -ENOENT);
+        assert_int_equal(queue_read(&f->q, &ref, true, &m), -ENOENT);
         char kept[160];
         snprintf(kept, sizeof(kept), "%s/queue/corrupt/%s-slot.%u", f->dir, ref.id,
                  (unsigned)ref.slot);
@@ -365,9 +370,9 @@ static void test_list_after_restart(void **state)
     assert_int_equal(refs[2].slot, a.slot);
     assert_string_equal(refs[3].id, b.id);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, &refs[0], &m), -EBADMSG);
-    assert_int_equal(queue_read(&f->q, &refs[1], &m), -EBADMSG);
-    assert_int_equal(queue_read(&f->q, &refs[2], &m), 0);
+    assert_int_equal(queue_read(&f->q, &refs[0], true, &m), -EBADMSG);
+    assert_int_equal(queue_read(&f->q, &refs[1], true, &m), -EBADMSG);
+    assert_int_equal(queue_read(&f->q, &refs[2], true, &m), 0);
     queue_msg_free(&m);
     xfree(refs);
     /* listed once */
@@ -455,7 +460,7 @@ static void test_folder(void **state)
     id_new(ref.id);
     assert_int_equal(queue_commit(&f->q, ref.id, &env, &iov, 1, &ref.slot), 0);
     struct queue_msg m;
-    assert_int_equal(queue_read(&f->q, &ref, &m), 0);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
     assert_string_equal(m.folder, "Junk");
     queue_msg_free(&m);
     static const char *const bad[] = { "../x", "", ".Junk", "a/b", "J unk" };
@@ -476,7 +481,7 @@ static void test_folder(void **state)
     assert_non_null(fp);
     fprintf(fp, "%s\nMWQ END %08lx\n", rec, crc & 0xffffffffUL);
     fclose(fp);
-    assert_int_equal(queue_read(&f->q, &ref, &m), -EBADMSG);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), -EBADMSG);
 
     char root[128];
     snprintf(root, sizeof(root), "%s/mail", f->dir);
