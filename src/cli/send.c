@@ -86,17 +86,6 @@ static void usage(FILE *f)
 
 /* ------------------------------------------------------------ config */
 
-static struct buf *conf_err;
-
-__attribute__((format(printf, 2, 0)))
-static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
-{
-    if (cfg && cfg->filename)
-        buf_printf(conf_err, "%s:%d: ", cfg->filename, cfg->line);
-    buf_vprintf(conf_err, fmt, ap);
-    buf_append_byte(conf_err, '\n');
-}
-
 static int v_range(cfg_t *cfg, cfg_opt_t *opt, long lo, long hi)
 {
     long v = cfg_opt_getnint(opt, 0);
@@ -246,7 +235,6 @@ static cfg_t *conf_parser(void)
     cfg_t *cfg = cfg_init(conf_opts, CFGF_NONE);
     if (cfg == NULL)
         return NULL;
-    cfg_set_error_function(cfg, conf_errfunc);
     cfg_set_validate_func(cfg, "port", v_port);
     cfg_set_validate_func(cfg, "timeout", v_timeout);
     cfg_set_validate_func(cfg, "tls", v_tls);
@@ -268,7 +256,7 @@ static int send_conf_parse(FILE *fp, const char *path, mode_t mode, struct send_
         buf_printf(err, "%s: cannot initialise the configuration parser\n", path);
         return -1;
     }
-    conf_err = err;
+    conf_errors_begin(cfg, err);
     free(cfg->filename);  /* cfg_parse_fp() keeps the name we give for messages */
     cfg->filename = strdup(path);
     int r = cfg_parse_fp(cfg, fp);
@@ -278,7 +266,7 @@ static int send_conf_parse(FILE *fp, const char *path, mode_t mode, struct send_
     char *pw = cfg_getstr(cfg, "password");
     if (pw != NULL)
         explicit_bzero(pw, strlen(pw));
-    conf_err = NULL;
+    conf_errors_end();
     cfg_free(cfg);
     return rc;
 }

@@ -68,6 +68,17 @@ static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
     buf_append_byte(err_sink, '\n');
 }
 
+void conf_errors_begin(cfg_t *cfg, struct buf *err)
+{
+    err_sink = err;
+    cfg_set_error_function(cfg, conf_errfunc);
+}
+
+void conf_errors_end(void)
+{
+    err_sink = NULL;
+}
+
 static int check_range(cfg_t *cfg, cfg_opt_t *opt, long lo, long hi)
 {
     for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
@@ -526,8 +537,7 @@ int conf_load(const char *path, struct mw_config **out, struct buf *err)
         buf_printf(err, "%s: cannot initialise the configuration parser\n", path ? path : "(default)");
         return -1;
     }
-    err_sink = err;
-    cfg_set_error_function(cfg, conf_errfunc);
+    conf_errors_begin(cfg, err);
     install_validators(cfg);
 
     int r;
@@ -560,7 +570,7 @@ int conf_load(const char *path, struct mw_config **out, struct buf *err)
         build(cfg, path ? path : "(default)", c);
         *out = c;
     }
-    err_sink = NULL;
+    conf_errors_end();
     cfg_free(cfg);
     return r == CFG_SUCCESS ? 0 : -1;
 }

@@ -133,6 +133,13 @@ bool conf_is_local_domain(const struct mw_config *c, const char *domain);
 bool conf_sender_allowed(const struct mw_config *c, const char *user, const char *local,
                          const char *domain);
 const char *conf_default_text(void);
+/* libConfuse reports its errors about cfg into err, each as
+ * "file:line: what\n", until conf_errors_end(). Both configuration files
+ * (the daemon's and mailwarden send's) go through this; one parse at a
+ * time, as the sink is process-wide. */
+struct cfg_t;
+void conf_errors_begin(struct cfg_t *cfg, struct buf *err);
+void conf_errors_end(void);
 /* The system's host name in lower case if it is a valid domain name, else
  * "localhost"; the caller frees it. */
 char *conf_system_hostname(void);
