@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,20 +59,27 @@ static int pwritev_all(int fd, const struct iovec *iov, int iovcnt, off_t off)
     return 0;
 }
 
-int fs_write_synced(int fd, const struct iovec *iov, int iovcnt)
+/* Every byte from offset 0, then fdatasync. A reused file (reused) is cut
+ * to the new length first if it was longer; only then: a truncate to the
+ * same size still dirties the inode, and the fdatasync writes it too. A
+ * file just created empty needs neither the check nor the cut. */
+static int write_synced(int fd, const struct iovec *iov, int iovcnt, bool reused)
 {
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    struct stat st;
-    int r = fstat(fd, &st) < 0 ? -errno : pwritev_all(fd, iov, iovcnt, 0);
-    /* Cut only a file that was longer: a truncate to the same size still
-     * dirties the inode, and the fdatasync then writes it too. */
+    struct stat st = { .st_size = 0 };
+    int r = reused && fstat(fd, &st) < 0 ? -errno : pwritev_all(fd, iov, iovcnt, 0);
     if (r == 0 && st.st_size > (off_t)total && ftruncate(fd, (off_t)total) < 0)
         r = -errno;
     if (r == 0 && fdatasync(fd) < 0)
         r = -errno;
     return r;
+}
+
+int fs_write_synced(int fd, const struct iovec *iov, int iovcnt)
+{
+    return write_synced(fd, iov, iovcnt, true);
 }
 
 int fs_fsync_dir(const char *path)
@@ -138,7 +146,7 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
     int fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
     if (fd < 0)
         return -errno;
-    int r = fs_write_synced(fd, iov, iovcnt);
+    int r = write_synced(fd, iov, iovcnt, false);   /* O_EXCL: a new, empty file */
     if (close(fd) < 0 && r == 0)
         r = -errno;
     /* Never replace an existing file: a name collision must fail, not

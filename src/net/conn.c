@@ -226,12 +226,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             log_kv(MW_LOG_INFO, "timeout", "session", c->id, "client", c->ip, "state",
                    smtp_state_name(smtp_session_state(c->sess)), NULL);
             smtp_session_timeout(c->sess);
-            if (smtp_session_closing(c->sess)) {
-                conn_pump(c);   /* may free c once the 421 is out */
-                return;
-            }
-            conn_pump(c);
-            if (!c->dead && c->bev)
+            bool closing = smtp_session_closing(c->sess);
+            conn_pump(c);   /* closing: may free c once the 421 is out */
+            if (!closing && !c->dead && c->bev)
                 bufferevent_enable(c->bev, EV_READ);
             return;
         }

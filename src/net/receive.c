@@ -142,9 +142,7 @@ static void commit_done(void *arg)
             char text[64];
             snprintf(text, sizeof(text), "Ok: queued as %s", j->id);
             smtp_session_answer(c->sess, 250, "2.0.0", text);
-            conn_pump(c);   /* the 250 first, then wake a delivery thread */
         }
-        delivery_enqueue(j->srv->delivery, j->id, j->slot);
     } else {
         log_begin(&l, MW_LOG_ERROR, "queue_error");
         log_str(&l, "session", c->id);
@@ -154,8 +152,10 @@ static void commit_done(void *arg)
         if (!c->dead)
             smtp_session_answer(c->sess, 451, "4.3.0", "Error: queue file write error, try again later");
     }
+    conn_pump(c);   /* the reply first, then wake a delivery thread */
+    if (j->result == 0)
+        delivery_enqueue(j->srv->delivery, j->id, j->slot);
     commit_job_free(j);
-    conn_pump(c);
     conn_job_done(c);
 }
 
