@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from mwharness import REPLY_TIMEOUT, SMTPConn, assert_reply, binary_path, free_port
-from tlsharness import TLSConn, client_context, ehlo_keywords, need_tool
+from tlsharness import TLSConn, client_context, ehlo_keywords, need_swaks
 
 ALICE, ALICE_PW = "alice@localhost", "correct horse battery"
 BOB, BOB_PW = "bob@localhost", "s3cret-Bob"
@@ -125,7 +125,7 @@ def test_authenticated_client_may_relay(sub, pki):
 
 
 def test_swaks_auth(sub, pki):
-    swaks = need_tool("/usr/bin/swaks", "swaks")
+    swaks = need_swaks("tls", "auth")
     for mech in ("PLAIN", "LOGIN"):
         r = subprocess.run([swaks, "--server", "127.0.0.1", "--port", str(sub.port_of("submission")),
                             "--tls", "--tls-verify", "--tls-ca-path", str(pki.ca.cert),

@@ -25,7 +25,7 @@ import pytest
 from mwharness import (REPLY_TIMEOUT, ConnectionClosed, assert_reply, binary_path, free_port,
                        queue_id_of, send_message, wait_until)
 from tlsharness import (TLSConn, SClient, client_context, der_fingerprint, ehlo_keywords,
-                        legacy_client_context, need_tool, openssl_server, pem_blocks,
+                        legacy_client_context, need_swaks, openssl_server, pem_blocks,
                         python_tls_server, replace_file, run, s_client_once, sclient_leaf_der,
                         sclient_summary, tls_received)
 
@@ -297,7 +297,7 @@ def test_openssl_s_client_starttls_delivers(tlsd, pki):
 
 
 def swaks_run(args):
-    swaks = need_tool("/usr/bin/swaks", "swaks")
+    swaks = need_swaks("tls")
     r = subprocess.run([swaks, *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=60)
     return r.returncode, r.stdout.decode("utf-8", "replace")

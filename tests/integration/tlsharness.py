@@ -49,6 +49,34 @@ def need_tool(path, package):
     return str(p)
 
 
+SWAKS_CAPABILITIES = {
+    # what a test asks of swaks -> (the line `swaks --support` prints, the package)
+    "tls": ("TLS supported", "libnet-ssleay-perl"),
+    "auth": ("Basic AUTH supported", "swaks"),
+    "cram-md5": ("AUTH CRAM-MD5 supported", "libauthen-sasl-perl"),
+    "ipv6": ("IPv6 supported", "libio-socket-inet6-perl"),
+}
+
+
+def need_swaks(*capabilities):
+    """The path of swaks, after checking with `swaks --support` that it has
+    every capability named (keys of SWAKS_CAPABILITIES). A swaks without one
+    is a clear failure naming the package, never a skip: swaks quietly drops
+    TLS when Net::SSLeay is missing, a Recommends that --no-install-recommends
+    leaves out."""
+    swaks = need_tool("/usr/bin/swaks", "swaks")
+    out = subprocess.run([swaks, "--support"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=TOOL_TIMEOUT).stdout.decode("utf-8", "replace")
+    supported = {l[4:].strip() for l in out.splitlines() if l.startswith("=== ")}
+    for cap in capabilities:
+        line, package = SWAKS_CAPABILITIES[cap]
+        if line not in supported:
+            raise AssertionError(f"swaks lacks {cap}: `swaks --support` does not say '{line}'; "
+                                 f"install the Debian package '{package}' (scripts/setup installs "
+                                 f"it)\n{out}")
+    return swaks
+
+
 def run(args, input=None, timeout=TOOL_TIMEOUT, check=True, env=None):
     r = subprocess.run([str(a) for a in args], input=input, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=timeout, env=env)
