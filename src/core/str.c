@@ -2,6 +2,14 @@
 
 #include <string.h>
 
+bool str_all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!ascii_digit(s[i]))
+            return false;
+    return n > 0;
+}
+
 int str_to_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
     if (n == 0 || n > 20)

@@ -7,6 +7,7 @@
  * and values above the caller's maximum.
  *
  *   str_to_u64(s, n, max, &out)   0 ok, -1 not a number or out of range
+ *   str_all_digits(s, n)          n > 0 and every byte an ASCII digit
  *   str_ieq(a, n, lit)            ASCII case-insensitive equality with a literal
  *   str_iprefix(a, n, lit)        ... prefix test
  *   str_lower(s)                  ASCII lowercase in place
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 int str_to_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
+bool str_all_digits(const char *s, size_t n);
 bool str_ieq(const char *a, size_t n, const char *lit);
 bool str_iprefix(const char *a, size_t n, const char *lit);
 void str_lower(char *s);

@@ -155,6 +155,24 @@ static bool parse_domain(struct cursor *c)
     return true;
 }
 
+/* IPv4-address-literal = Snum 3("." Snum), Snum = 1*3DIGIT of value 0-255
+ * (RFC 5321 4.1.3): "01.2.3.4" is legal, unlike for inet_pton. */
+static bool ipv4_snums(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (int part = 0; part < 4; part++) {
+        if (part > 0 && (i >= n || s[i++] != '.'))
+            return false;
+        size_t d = i;
+        while (i < n && i - d < 3 && ascii_digit(s[i]))
+            i++;
+        uint64_t v;
+        if (str_to_u64(s + d, i - d, 255, &v) < 0)
+            return false;
+    }
+    return i == n;
+}
+
 static bool parse_literal(struct cursor *c)
 {
     /* c at '[' */
@@ -177,7 +195,7 @@ static bool parse_literal(struct cursor *c)
     tmp[len] = '\0';
     if (str_iprefix(tmp, len, "IPv6:"))
         return inet_pton(AF_INET6, tmp + 5, addr) == 1;
-    return inet_pton(AF_INET, tmp, addr) == 1;
+    return ipv4_snums(tmp, len);
 }
 
 static bool parse_route(struct cursor *c)
@@ -264,6 +282,30 @@ int addr_parse_path(const char *s, size_t n, unsigned flags, struct mail_addr *o
     *used = c.i + 1;
     buf_free(&local);
     return 0;
+}
+
+bool addr_helo_ok(const char *s, size_t n)
+{
+    struct cursor c = { .s = s, .n = n };
+    if (n == 0 || n > ADDR_MAX_DOMAIN)
+        return false;
+    if (s[0] == '[')
+        return parse_literal(&c) && at_end(&c);
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if (ascii_alpha(ch) || ascii_digit(ch) || ch == '_' || (ch == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0 && s[n - 1] != '-';
 }
 
 void addr_free(struct mail_addr *a)

@@ -12,6 +12,11 @@
  * The result holds the mailbox as written (text, without route), the local
  * part with quoting removed (local), and the domain in lower case.
  * Returns 0 or a negative enum addr_error; out is untouched on error.
+ *
+ * addr_helo_ok() tells whether a HELO/EHLO argument is a Domain or an
+ * IPv4/IPv6 address literal (RFC 5321 4.1.1.1), in ASCII. It tolerates '_'
+ * in labels, which Windows host names carry: it is no danger in a trace
+ * field, unlike the quotes, parentheses and '@' that it refuses.
  */
 #ifndef MW_MSG_ADDR_H
 #define MW_MSG_ADDR_H
@@ -44,6 +49,7 @@ struct mail_addr {
 };
 
 int addr_parse_path(const char *s, size_t n, unsigned flags, struct mail_addr *out, size_t *used);
+bool addr_helo_ok(const char *s, size_t n);
 void addr_free(struct mail_addr *a);
 void addr_copy(struct mail_addr *dst, const struct mail_addr *src);
 const char *addr_strerror(int err);

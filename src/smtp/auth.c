@@ -77,6 +77,10 @@ void smtp_cmd_auth(struct smtp_session *s, const char *args, size_t n)
     size_t m = 0;
     while (m < n && args[m] != ' ')
         m++;
+    if (m == 0) {
+        auth_reject(s, 501, "5.5.4", "syntax: AUTH mechanism [initial-response]");
+        return;
+    }
     enum sasl_mech mech = sasl_mech_by_name(args, m);
     if (mech == SASL_NONE) {
         auth_reject(s, 504, "5.5.4", "unrecognized authentication type");

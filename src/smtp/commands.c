@@ -37,17 +37,6 @@ static bool need_helo(struct smtp_session *s, const char *cmd)
     return true;
 }
 
-/* A HELO/EHLO argument: one token of printable ASCII, at most 255 octets. */
-static bool helo_arg_ok(const char *a, size_t n)
-{
-    if (n == 0 || n > 255)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)a[i] <= 0x20 || (unsigned char)a[i] >= 0x7f)
-            return false;
-    return true;
-}
-
 /* Returns false after refusing the argument (the only reply sent). */
 static bool do_helo_common(struct smtp_session *s, const char *args, size_t n, bool esmtp)
 {
@@ -55,9 +44,9 @@ static bool do_helo_common(struct smtp_session *s, const char *args, size_t n, b
     size_t tok = 0;
     while (tok < n && args[tok] != ' ')
         tok++;
-    if (!helo_arg_ok(args, tok)) {
+    if (!addr_helo_ok(args, tok)) {
         smtp_log_reject(s, esmtp ? "EHLO" : "HELO", 501, "bad hostname");
-        smtp_reply(s, 501, "5.5.4", "Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        smtp_reply(s, 501, "5.5.4", "Syntax: %s domain or address literal", esmtp ? "EHLO" : "HELO");
         return false;
     }
     smtp_txn_reset(s);
@@ -72,6 +61,13 @@ static void cmd_helo(struct smtp_session *s, const char *args, size_t n)
 {
     if (do_helo_common(s, args, n, false))
         buf_printf(&s->out, "250 %s\r\n", s->p.hostname);
+}
+
+/* AUTH is advertised (and so its MAIL parameter understood, RFC 4954 5)
+ * only inside TLS on a listener that has it. */
+static bool auth_offered(const struct smtp_session *s)
+{
+    return s->p.auth && s->tls_active;
 }
 
 static void cmd_ehlo(struct smtp_session *s, const char *args, size_t n)
@@ -89,7 +85,7 @@ static void cmd_ehlo(struct smtp_session *s, const char *args, size_t n)
                "250 CHUNKING\r\n",
                s->p.hostname, (unsigned long long)s->p.max_message,
                s->p.starttls && !s->tls_active ? "250-STARTTLS\r\n" : "",
-               s->p.auth && s->tls_active ? "250-AUTH PLAIN LOGIN\r\n" : "");
+               auth_offered(s) ? "250-AUTH PLAIN LOGIN\r\n" : "");
 }
 
 /* Skip "FROM:" / "TO:" (case-insensitive) and any spaces after it. */
@@ -191,12 +187,14 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
         }
         if (str_ieq(p.key, p.klen, "SIZE") && !seen_size) {
             seen_size = true;
+            /* size-value = 1*20DIGIT (RFC 1870): 20 digits may pass 2^64,
+             * which is over any limit, not a syntax error. */
             uint64_t v;
-            if (!p.has_val || str_to_u64(p.val, p.vlen, UINT64_MAX, &v) < 0) {
+            if (!p.has_val || !str_all_digits(p.val, p.vlen) || p.vlen > 20) {
                 mail_syntax(s, 501, "5.5.4", "bad SIZE parameter");
                 return;
             }
-            if (v > s->p.max_message) {
+            if (str_to_u64(p.val, p.vlen, UINT64_MAX, &v) < 0 || v > s->p.max_message) {
                 mail_syntax(s, 552, "5.3.4", "message size exceeds fixed maximum message size");
                 return;
             }
@@ -218,7 +216,7 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
                 return;
             }
             s->txn.smtputf8 = true;
-        } else if (str_ieq(p.key, p.klen, "AUTH") && !seen_auth && s->p.auth) {
+        } else if (str_ieq(p.key, p.klen, "AUTH") && !seen_auth && auth_offered(s)) {
             seen_auth = true;
             if (!p.has_val || smtp_auth_param(s, p.val, p.vlen) < 0) {
                 mail_syntax(s, 501, "5.5.4", "bad AUTH parameter");
@@ -226,7 +224,7 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
             }
         } else if (str_ieq(p.key, p.klen, "SIZE") || str_ieq(p.key, p.klen, "BODY") ||
                    str_ieq(p.key, p.klen, "SMTPUTF8") ||
-                   (str_ieq(p.key, p.klen, "AUTH") && s->p.auth)) {
+                   (str_ieq(p.key, p.klen, "AUTH") && auth_offered(s))) {
             mail_syntax(s, 501, "5.5.4", "duplicate MAIL parameter");
             return;
         } else {
@@ -376,28 +374,58 @@ void smtp_chunk_done(struct smtp_session *s)
     smtp_reply(s, 250, "2.0.0", "Ok: %llu octets received", (unsigned long long)s->dec.size);
 }
 
-static void cmd_bdat(struct smtp_session *s, const char *args, size_t n)
+enum bdat_arg { BDAT_OK, BDAT_BAD_KEYWORD, BDAT_BAD_SIZE };
+
+/* "BDAT" SP chunk-size [SP end-marker] (RFC 3030): chunk-size is 1*DIGIT,
+ * so any number of leading zeros; extra spaces between and after the
+ * tokens are tolerated. BDAT_BAD_KEYWORD still has a usable *size. */
+static enum bdat_arg bdat_arg(const char *a, size_t n, uint64_t *size, bool *last)
 {
     size_t i = 0;
-    while (i < n && ascii_digit(args[i]))
+    while (i < n && a[i] == ' ')
         i++;
-    uint64_t size;
+    while (i + 1 < n && a[i] == '0' && ascii_digit(a[i + 1]))
+        i++;
+    size_t d = i;
+    while (i < n && ascii_digit(a[i]))
+        i++;
+    if (str_to_u64(a + d, i - d, UINT64_MAX, size) < 0 || (i < n && a[i] != ' '))
+        return BDAT_BAD_SIZE;
+    while (i < n && a[i] == ' ')
+        i++;
+    size_t k = i;
+    while (i < n && a[i] != ' ')
+        i++;
+    *last = i > k && str_ieq(a + k, i - k, "LAST");
+    while (i < n && a[i] == ' ')
+        i++;
+    return i == n && (*last || i == k) ? BDAT_OK : BDAT_BAD_KEYWORD;
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *args, size_t n)
+{
+    uint64_t size = 0;
     bool last = false;
-    if (str_to_u64(args, i, UINT64_MAX, &size) == 0) {
-        if (i == n)
-            last = false;
-        else if (args[i] == ' ' && str_ieq(args + i + 1, n - i - 1, "LAST"))
-            last = true;
-        else
-            i = 0;
-    } else {
-        i = 0;
-    }
-    if (i == 0) {
-        /* Without a valid size the chunk cannot be skipped: resynchronising
+    enum bdat_arg arg = bdat_arg(args, n, &size, &last);
+    if (arg == BDAT_BAD_SIZE) {
+        /* Without a size the chunk cannot be skipped: resynchronising
          * would mean executing message content as commands. */
-        smtp_log_reject(s, "BDAT", 501, "bad chunk size");
-        smtp_close(s, 501, "5.5.4", "Syntax: BDAT count [LAST]; closing connection");
+        smtp_log_reject(s, "BDAT", 421, "bad chunk size");
+        smtp_close(s, 421, "4.5.4", "Syntax: BDAT count [LAST]; cannot find the chunk's end, "
+                                   "closing connection");
+        return;
+    }
+    if (arg == BDAT_BAD_KEYWORD) {
+        /* The size is known: skip the chunk, then refuse it. */
+        smtp_log_reject(s, "BDAT", 501, "bad end marker");
+        s->bdat_left = size;
+        s->bdat_last = false;
+        s->bdat_discard = true;
+        s->bdat_ret = s->st;
+        s->bdat_code = 501, s->bdat_enh = "5.5.4", s->bdat_text = "Syntax: BDAT count [LAST]";
+        smtp_enter_state(s, SMTP_ST_BDAT);
+        if (size == 0)
+            smtp_chunk_done(s);
         return;
     }
 

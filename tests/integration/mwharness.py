@@ -497,11 +497,13 @@ class Daemon:
         return SMTPConn(self.port, **kw)
 
     def session(self, helo="client.test", **kw):
-        """Connected, greeted (220 asserted) and EHLO'd session."""
+        """Connected, greeted (220 asserted) and EHLO'd session (helo=None:
+        no EHLO)."""
         c = SMTPConn(self.port, **kw)
         g = c.greeting()
         assert g.code == 220, f"greeting: {g}"
-        c.ehlo(helo)
+        if helo is not None:
+            c.ehlo(helo)
         return c
 
     # ---------------------------------------------------------- storage

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mwharness import assert_reply, queue_id_of
+from mwharness import ConnectionClosed, assert_reply, queue_id_of
 
 
 def bdat(conn, chunk, last=False):
@@ -116,3 +116,46 @@ def test_bdat_too_large_refused_and_session_usable(mw):
     [d] = mw.wait_mail("localhost", "user", 1)
     assert d.message == msg
     assert len(mw.all_mail_files()) == 1
+
+
+MSG = b"Subject: spelled\r\nMessage-ID: <bdat.spelled@example.net>\r\n\r\nok\r\n"
+
+
+def open_txn(c):
+    assert c.cmd("MAIL FROM:<sender@example.net>").code == 250
+    assert_reply(c.cmd("RCPT TO:<user@localhost>"), 250, "2.1.5")
+
+
+# chunk-size = 1*DIGIT (RFC 3030): leading zeros are legal, and the spaces
+# around LAST are no reason to drop the connection.
+@pytest.mark.parametrize("command", [b"BDAT %d  LAST", b"BDAT %d LAST ", b"BDAT 0000000000000000000000%d LAST"],
+                         ids=["two-spaces", "trailing-space", "leading-zeros"])
+def test_bdat_other_spellings_accepted(daemon, command):
+    with daemon.session() as c:
+        open_txn(c)
+        c.send(command % len(MSG) + b"\r\n" + MSG)
+        assert_reply(c.reply(), 250, "2.0.0", contains="queued as")
+        assert_reply(c.cmd("NOOP"), 250, "2.0.0")
+    [d] = daemon.wait_mail("localhost", "user", 1)
+    assert d.message == MSG
+
+
+def test_bdat_bad_end_marker_is_501_and_the_session_goes_on(daemon):
+    with daemon.session() as c:
+        open_txn(c)
+        c.send(b"BDAT %d FINAL\r\n" % len(MSG) + MSG + b"NOOP\r\n")
+        assert_reply(c.reply(), 501, "5.5.4")
+        assert_reply(c.reply(), 250, "2.0.0")   # the NOOP: the chunk was skipped
+        assert_reply(bdat(c, MSG, last=True), 250, "2.0.0", contains="queued as")
+    [d] = daemon.wait_mail("localhost", "user", 1)
+    assert d.message == MSG
+
+
+def test_bdat_unreadable_size_closes_with_421(daemon):
+    with daemon.session() as c:
+        open_txn(c)
+        c.send(b"BDAT ten LAST\r\nMAIL FROM:<smuggled@example.net>\r\n")
+        assert_reply(c.reply(), 421, "4.5.4")
+        with pytest.raises(ConnectionClosed):
+            c.reply()
+    assert daemon.all_mail_files() == []

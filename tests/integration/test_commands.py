@@ -7,7 +7,7 @@ import time
 import pytest
 
 from mwharness import (DELIVERY_TIMEOUT, assert_has_enhanced, assert_reply, make_message, queue_id_of,
-                       wait_until)
+                       send_message, wait_until)
 
 
 def ehlo_keywords(reply):
@@ -214,3 +214,32 @@ def test_pipelined_transaction_after_data_and_quit(daemon):
         assert c.wait_closed()
     [d] = daemon.wait_mail("localhost", "user", 1)
     assert d.message == msg
+
+
+@pytest.mark.parametrize("arg", ['x)(;@"', "a..b", "-lead.example", "[300.1.1.1]",
+                                 "h\u00e9.example"])
+def test_ehlo_argument_must_be_a_domain_or_literal(daemon, arg):
+    # RFC 5321 4.1.1.1: what is not a Domain or address literal is refused,
+    # so that the Received trace field stays valid (4.4)
+    with daemon.session(helo=None) as c:
+        assert_reply(c.cmd(f"EHLO {arg}"), 501, "5.5.4")
+        assert_reply(c.cmd(f"HELO {arg}"), 501, "5.5.4")
+        assert_reply(c.cmd("MAIL FROM:<a@example.net>"), 503, "5.5.1")
+
+
+@pytest.mark.parametrize("arg", ["[127.0.0.1]", "[IPv6:::1]", "client.example", "my_pc"])
+def test_ehlo_literal_lands_in_received(daemon, arg):
+    with daemon.session(helo=None) as c:
+        assert c.cmd(f"EHLO {arg}").code == 250
+        assert_reply(send_message(c, "a@example.net", ["user@localhost"],
+                                  make_message("<helo@example.net>")), 250, "2.0.0")
+    [d] = daemon.wait_mail("localhost", "user", 1)
+    assert d.received_fields()["helo"] == arg
+
+
+def test_mail_from_ipv4_literal_with_leading_zero(daemon):
+    # Snum = 1*3DIGIT (RFC 5321 4.1.3)
+    with daemon.session() as c:
+        assert_reply(c.cmd("MAIL FROM:<a@[01.2.3.4]>"), 250, "2.1.0")
+        assert_reply(c.cmd("RSET"), 250)
+        assert_reply(c.cmd("MAIL FROM:<a@[1.2.3.256]>"), 501, "5.1.7")

@@ -71,3 +71,12 @@ def test_size_refused_at_mail_and_at_end_of_data(mw):
     assert len(mw.all_mail_files()) == 1
     queued = mw.log_events("queued")
     assert [e.get("queue") for e in queued] == [qid], queued
+
+
+def test_size_of_twenty_digits_is_over_the_limit_not_a_syntax_error(mw):
+    # size-value = 1*20DIGIT (RFC 1870): past 2^64 but legal, so 552
+    mw.start(max_message_size=LIMIT)
+    with mw.session() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net> SIZE=99999999999999999999"), 552, "5.3.4")
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net> SIZE=999999999999999999999"), 501, "5.5.4")
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net> SIZE=00000000000000000100"), 250, "2.1.0")

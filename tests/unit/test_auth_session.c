@@ -210,7 +210,7 @@ static void test_failures(void **state)
         { "AUTH PLAIN AGFsaWNlAA==\r\n", "535 5.7.8" },        /* empty password */
         { "AUTH PLAIN =\r\n", "535 5.7.8" },                   /* empty message */
         { "AUTH CRAM-MD5\r\n", "504 5.5.4" },
-        { "AUTH\r\n", "504 5.5.4" },
+        { "AUTH\r\n", "501 5.5.4" },                          /* no mechanism: syntax */
         { "AUTH PLAIN a b\r\n", "501 5.5.4" },
         { "AUTH LOGIN\r\nYWxpY2U=\n", "500 5.5.2" },           /* bare LF response */
     };
