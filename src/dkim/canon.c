@@ -24,6 +24,7 @@
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim_int.h"
+#include "msg/header.h"
 
 static bool wsp(char c)
 {
@@ -42,45 +43,35 @@ static size_t strip_cr(const char *m, size_t start, size_t end)
     return end > start && m[end - 1] == '\r' ? end - 1 : end;
 }
 
-static void add_field(struct dkim_hdr **h, size_t *n, size_t *cap, const char *p, size_t len)
+static void add_field(struct dkim_hdr **h, size_t *n, size_t *cap, const char *p, size_t len,
+                      size_t name_len)
 {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 32;
         *h = xreallocarray(*h, *cap, sizeof(**h));
     }
-    const char *colon = memchr(p, ':', len);
-    size_t nl = colon != NULL ? (size_t)(colon - p) : 0;
-    while (nl > 0 && wsp(p[nl - 1]))
-        nl--;
-    (*h)[(*n)++] = (struct dkim_hdr){ .p = p, .len = len, .name_len = nl };
+    (*h)[(*n)++] = (struct dkim_hdr){ .p = p, .len = len, .name_len = name_len };
 }
 
 size_t dkim_msg_split(const char *msg, size_t len, struct dkim_hdr **hdrs, size_t *body_off)
 {
-    size_t n = 0, cap = 0, i = 0, fstart = 0, fend = 0;
-    bool open = false;
+    /* The fields as msg_next_field() reads them, the reader every header
+     * consumer shares; a line it cannot read stays a field without a name,
+     * which no h= entry can select. */
+    size_t n = 0, cap = 0, pos = 0, start = 0;
+    struct msg_field f;
+    int r;
     *hdrs = NULL;
-    while (i < len) {
-        size_t e = line_end(msg, len, i), ce = strip_cr(msg, i, e);
-        size_t next = e < len ? e + 1 : len;
-        if (ce == i) {   /* empty line: end of header */
-            i = next;
-            break;
-        }
-        if (open && wsp(msg[i])) {
-            fend = ce;
-        } else {
-            if (open)
-                add_field(hdrs, &n, &cap, msg + fstart, fend - fstart);
-            open = true;
-            fstart = i;
-            fend = ce;
-        }
-        i = next;
+    while ((r = msg_next_field(msg, len, &pos, &f)) != 0) {
+        size_t end = pos;
+        if (end > start && msg[end - 1] == '\n')
+            end--;
+        if (end > start && msg[end - 1] == '\r')
+            end--;
+        add_field(hdrs, &n, &cap, msg + start, end - start, r > 0 ? f.name_len : 0);
+        start = pos;
     }
-    if (open)
-        add_field(hdrs, &n, &cap, msg + fstart, fend - fstart);
-    *body_off = i;
+    *body_off = msg_body_offset(msg, len);
     return n;
 }
 

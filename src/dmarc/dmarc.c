@@ -34,6 +34,7 @@
 #include "core/xmalloc.h"
 #include "dmarc/dmarc.h"
 #include "msg/authres.h"
+#include "msg/author.h"
 #include "msg/header.h"
 
 /* The OS list: the compiled DAFSA form loads in a few ms, the text form
@@ -164,27 +165,25 @@ unsigned dmarc_pct_draw(uint64_t *state)
 
 /* ---- From (6.6.1) ------------------------------------------------------------ */
 
-static enum dmarc_from from_domain(const char *msg, size_t len, char **domain)
+static enum dmarc_from from_domain(const char *msg, size_t len, char **domain, size_t *line)
 {
-    size_t pos = 0, nfrom = 0;
-    struct msg_field f, from = { 0 };
-    int rc;
-    while ((rc = msg_next_field(msg, len, &pos, &f)) != 0) {
-        if (rc > 0 && msg_field_is(&f, "from") && nfrom++ == 0)
-            from = f;
-    }
-    if (nfrom != 1)
-        return nfrom == 0 ? DMARC_FROM_MISSING : DMARC_FROM_MULTIPLE;
-    struct msg_mailbox *mb;
-    size_t count;
-    if (msg_parse_address_list(from.value, from.value_len, MSG_ALLOW_NO_DOMAIN, &mb, &count) < 0)
-        return DMARC_FROM_SYNTAX;
+    struct msg_author a;
     enum dmarc_from r = DMARC_FROM_OK;
-    if (count != 1)
-        r = DMARC_FROM_MAILBOXES;
-    else if ((*domain = norm_domain(mb[0].domain)) == NULL)
-        r = DMARC_FROM_NO_DOMAIN;
-    msg_mailboxes_free(mb, count);
+    switch (msg_author(msg, len, &a)) {
+    case MSG_AUTHOR_OK:
+        if ((*domain = norm_domain(a.mb[0].domain)) == NULL)
+            r = DMARC_FROM_NO_DOMAIN;
+        break;
+    case MSG_AUTHOR_BAD_HEADER: r = DMARC_FROM_HEADER; break;
+    case MSG_AUTHOR_MISSING: r = DMARC_FROM_MISSING; break;
+    case MSG_AUTHOR_MULTIPLE: r = DMARC_FROM_MULTIPLE; break;
+    case MSG_AUTHOR_SENDER: r = DMARC_FROM_SENDER; break;
+    case MSG_AUTHOR_SYNTAX: r = DMARC_FROM_SYNTAX; break;
+    case MSG_AUTHOR_AMBIGUOUS: r = DMARC_FROM_AMBIGUOUS; break;
+    case MSG_AUTHOR_MAILBOXES: r = DMARC_FROM_MAILBOXES; break;
+    }
+    *line = a.line;
+    msg_author_free(&a);
     return r;
 }
 
@@ -357,6 +356,10 @@ static const char *from_problem(enum dmarc_from f)
     case DMARC_FROM_MAILBOXES: return "the From field does not hold exactly one mailbox";
     case DMARC_FROM_NO_DOMAIN: return "the From mailbox has no usable domain";
     case DMARC_FROM_SYNTAX: return "the From field is malformed";
+    case DMARC_FROM_HEADER: return "a header line is not a header field";
+    case DMARC_FROM_SENDER: return "several or unreadable Sender fields";
+    case DMARC_FROM_AMBIGUOUS: return "the From address has a route, group, comment, "
+                                      "encoded word or quoted '@' a reader may show as another address";
     }
     return "the From field is malformed";
 }
@@ -367,7 +370,13 @@ struct dmarc_eval *dmarc_eval_new(const struct dmarc_request *req)
     struct dmarc_eval *e = xcalloc(1, sizeof(*e));
     e->draw = req->pct_draw;
     e->out.from_domain = e->out.org_domain = e->out.record_domain = "";
-    e->out.from = from_domain(req->msg, req->len, &e->from_domain);
+    size_t line = 0;
+    e->out.from = from_domain(req->msg, req->len, &e->from_domain, &line);
+    if (e->out.from != DMARC_FROM_OK && line > 0) {
+        finish(e, DMARC_PERMERROR, "not DMARC-evaluable: %s, header line %zu",
+               from_problem(e->out.from), line);
+        return e;
+    }
     if (e->out.from != DMARC_FROM_OK) {
         finish(e, DMARC_PERMERROR, "not DMARC-evaluable: %s", from_problem(e->out.from));
         return e;

@@ -9,7 +9,10 @@
  * not outlive the call). It reads the From field at once (RFC 7489 6.6.1):
  * none, several, one with several mailboxes or with a mailbox without a
  * usable domain give permerror with from != DMARC_FROM_OK and no DNS at
- * all: such a message is not DMARC-evaluable. Then the caller loops:
+ * all: such a message is not DMARC-evaluable. The From is read by
+ * msg_author() (msg/author.h), the reader every From consumer shares, so
+ * an unreadable header line, an obsolete "From :" second field or an
+ * address a mail reader could show differently is permerror too. Then the caller loops:
  * dmarc_eval_step() says DMARC_STEP_DONE or hands out one question
  * (_dmarc.<From domain> TXT, maybe _dmarc.<organizational domain> TXT,
  * maybe A/AAAA/MX of the From domain for np=), answered with
@@ -55,6 +58,9 @@ enum dmarc_from {
     DMARC_FROM_MAILBOXES,    /* one From field, several (or no) mailboxes */
     DMARC_FROM_NO_DOMAIN,    /* the mailbox has no domain, a literal or a bad name */
     DMARC_FROM_SYNTAX,       /* the field cannot be read as a mailbox list */
+    DMARC_FROM_HEADER,       /* a header line is not a field: the From is not certain */
+    DMARC_FROM_SENDER,       /* several or unreadable Sender fields */
+    DMARC_FROM_AMBIGUOUS,    /* a route, group, comment or encoded word in the address */
 };
 
 /* ---- records (RFC 7489 6.3) ---------------------------------------------- */

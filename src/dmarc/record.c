@@ -404,6 +404,9 @@ const char *dmarc_from_name(enum dmarc_from f)
     case DMARC_FROM_MAILBOXES: return "mailboxes";
     case DMARC_FROM_NO_DOMAIN: return "no-domain";
     case DMARC_FROM_SYNTAX: return "syntax";
+    case DMARC_FROM_HEADER: return "header";
+    case DMARC_FROM_SENDER: return "sender";
+    case DMARC_FROM_AMBIGUOUS: return "ambiguous";
     }
     return "syntax";
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/str.h"
+#include "msg/header.h"
 
 #define FOLD_AT 78
 
@@ -132,7 +133,8 @@ void authres_end(struct authres *a, struct buf *out)
 }
 
 /* The authserv-id of an Authentication-Results field value: skip white
- * space, line folds and comments, then take the token up to ';' or space. */
+ * space, line folds and comments, then take the token up to ';' or space,
+ * or the quoted string; a trailing dot is the same name. */
 static bool authserv_is(const char *v, size_t n, const char *id)
 {
     size_t i = 0;
@@ -156,35 +158,47 @@ static bool authserv_is(const char *v, size_t n, const char *id)
             break;
         }
     }
-    size_t start = i;
-    while (i < n && v[i] != ';' && v[i] != ' ' && v[i] != '\t' && v[i] != '\r' && v[i] != '(')
-        i++;
-    return str_ieq(v + start, i - start, id);
+    char word[256];
+    size_t w = 0;
+    if (i < n && v[i] == '"') {
+        /* authserv-id is a value: token or quoted-string (RFC 8601 2.2) */
+        for (i++; i < n && v[i] != '"'; i++) {
+            if (v[i] == '\\' && i + 1 < n)
+                i++;
+            if (w == sizeof(word))
+                return false;
+            word[w++] = v[i];
+        }
+    } else {
+        for (; i < n && v[i] != ';' && v[i] != ' ' && v[i] != '\t' && v[i] != '\r' &&
+               v[i] != '\n' && v[i] != '(';
+             i++) {
+            if (w == sizeof(word))
+                return false;
+            word[w++] = v[i];
+        }
+    }
+    if (w > 1 && word[w - 1] == '.')   /* "mx.test." names the same host */
+        w--;
+    return str_ieq(word, w, id);
 }
 
 size_t authres_strip_ours(const char *msg, size_t len, const char *authserv_id, struct buf *out)
 {
-    static const char name[] = "Authentication-Results:";
-    size_t dropped = 0, pos = 0, copied = 0;
-    while (pos < len) {
-        /* One field: this line and its continuation lines. */
-        if (msg[pos] == '\r' && pos + 1 < len && msg[pos + 1] == '\n')
-            break;  /* end of the header section */
-        size_t end = pos;
-        for (;;) {
-            const char *nl = memchr(msg + end, '\n', len - end);
-            end = nl ? (size_t)(nl - msg) + 1 : len;
-            if (end >= len || (msg[end] != ' ' && msg[end] != '\t'))
-                break;
-        }
-        size_t nlen = sizeof(name) - 1;
-        if (end - pos > nlen && str_ieq(msg + pos, nlen, name) &&
-            authserv_is(msg + pos + nlen, end - pos - nlen, authserv_id)) {
-            buf_append(out, msg + copied, pos - copied);
-            copied = end;
+    /* Fields as msg_next_field() reads them, so "Authentication-Results :"
+     * and any case are the same field; a line it cannot read is kept (the
+     * daemon refuses such a message before it gets here). */
+    size_t dropped = 0, pos = 0, copied = 0, start = 0;
+    struct msg_field f;
+    int r;
+    while ((r = msg_next_field(msg, len, &pos, &f)) != 0) {
+        if (r > 0 && msg_field_is(&f, "Authentication-Results") &&
+            authserv_is(f.value, f.value_len, authserv_id)) {
+            buf_append(out, msg + copied, start - copied);
+            copied = pos;
             dropped++;
         }
-        pos = end;
+        start = pos;
     }
     if (dropped == 0) {
         buf_reset(out);

@@ -5,9 +5,10 @@
  * Fields: a line ends at LF (a CR right before it is part of the line
  * break); a line starting with SP or HT continues the field before it; the
  * first empty line ends the header. The field name is every byte before
- * the colon and must be printable ASCII without space (RFC 5322 ftext), so
- * the obsolete "Name : value" form is malformed here: two parsers reading
- * one header differently is how sender spoofing starts.
+ * the colon and must be printable ASCII without space (RFC 5322 ftext);
+ * white space between the name and the colon is the obsolete form (4.5.8)
+ * and is read as the same field, since a reader honours it: two parsers
+ * reading one header differently is how sender spoofing starts.
  *
  * Address lists are read in two bounded layers. The lexer turns the value
  * into tokens (atoms, quoted strings, domain literals and the specials
@@ -63,10 +64,13 @@ int msg_next_field(const char *msg, size_t n, size_t *pos, struct msg_field *f)
     while (colon < first_end && msg[colon] != ':') {
         unsigned char c = (unsigned char)msg[colon];
         if (c <= 0x20 || c >= 0x7f)
-            return -1;
+            break;
         colon++;
     }
-    if (colon == first_end || colon == i)
+    size_t name_end = colon;
+    while (colon < first_end && wsp(msg[colon]))   /* obs-optional (RFC 5322 4.5.8) */
+        colon++;
+    if (colon == first_end || msg[colon] != ':' || name_end == i)
         return -1;
     size_t vend = end;
     if (vend > colon + 1 && msg[vend - 1] == '\n')
@@ -74,7 +78,7 @@ int msg_next_field(const char *msg, size_t n, size_t *pos, struct msg_field *f)
     if (vend > colon + 1 && msg[vend - 1] == '\r')
         vend--;
     *f = (struct msg_field){
-        .name = msg + i, .name_len = colon - i, .value = msg + colon + 1,
+        .name = msg + i, .name_len = name_end - i, .value = msg + colon + 1,
         .value_len = vend - colon - 1, .raw = msg + i, .raw_len = end - i,
     };
     return 1;
@@ -101,6 +105,7 @@ enum { TK_ATOM = 'a', TK_QSTR = 'q', TK_DLIT = 'd', TK_END = 0 };
 struct tok {
     int kind;            /* TK_* or the special character itself */
     size_t start, len;   /* ATOM: the atom; QSTR/DLIT: between the delimiters */
+    bool comment;        /* a comment stood right before it */
 };
 
 struct lexer {
@@ -108,6 +113,7 @@ struct lexer {
     size_t n, i;
     struct tok *t;
     size_t nt, cap;
+    bool comment;        /* skip_cfws passed a comment since the last token */
 };
 
 static bool atext(unsigned char c)
@@ -174,6 +180,7 @@ static int skip_cfws(struct lexer *lx)
         } else if (lx->s[lx->i] == '(') {
             if (skip_comment(lx) < 0)
                 return -1;
+            lx->comment = true;
         } else {
             break;
         }
@@ -215,6 +222,8 @@ static void push_tok(struct lexer *lx, struct tok t)
         lx->cap = lx->cap ? lx->cap * 2 : 16;
         lx->t = xreallocarray(lx->t, lx->cap, sizeof(*lx->t));
     }
+    t.comment = lx->comment;
+    lx->comment = false;
     lx->t[lx->nt++] = t;
 }
 
@@ -330,7 +339,8 @@ static int parse_domain(struct parser *ps, struct buf *b)
     }
 }
 
-static int add_mailbox(struct parser *ps, const struct buf *local, const struct buf *domain)
+static int add_mailbox(struct parser *ps, const struct buf *local, const struct buf *domain,
+                       unsigned quirks)
 {
     if (ps->count >= MSG_MAX_MAILBOXES)
         return -1;
@@ -343,13 +353,27 @@ static int add_mailbox(struct parser *ps, const struct buf *local, const struct 
         *c = ascii_lower(*c);
     ps->mb[ps->count].local = xmemdup0(buf_ptr(local), buf_size(local));
     ps->mb[ps->count].domain = d;
+    if (memmem(buf_ptr(local), buf_size(local), "=?", 2) || strstr(d, "=?"))
+        quirks |= MSG_MB_ENCODED;
+    if (memchr(buf_ptr(local), '@', buf_size(local)))
+        quirks |= MSG_MB_AT_IN_LOCAL;
+    ps->mb[ps->count].quirks = quirks;
     ps->count++;
     return 0;
 }
 
+/* A comment before any token in (from, to]: inside the address. */
+static bool comment_inside(const struct parser *ps, size_t from, size_t to)
+{
+    for (size_t i = from + 1; i <= to; i++)
+        if (ps->t[i].comment)
+            return true;
+    return false;
+}
+
 /* local part over [from, to), then "@" domain at ps->p (= to) or, with
- * MSG_ALLOW_NO_DOMAIN, no domain. */
-static int addr_spec(struct parser *ps, size_t from, size_t to)
+ * MSG_ALLOW_NO_DOMAIN, no domain. quirks: what the caller saw around it. */
+static int addr_spec(struct parser *ps, size_t from, size_t to, unsigned quirks)
 {
     struct buf local = { 0 }, domain = { 0 };
     int rc = dotted_words(ps, from, to, &local);
@@ -359,8 +383,10 @@ static int addr_spec(struct parser *ps, size_t from, size_t to)
     } else if (rc == 0 && !(ps->flags & MSG_ALLOW_NO_DOMAIN)) {
         rc = -1;
     }
+    if (rc == 0 && ps->p > from && comment_inside(ps, from, ps->p - 1))
+        quirks |= MSG_MB_COMMENT;
     if (rc == 0)
-        rc = add_mailbox(ps, &local, &domain);
+        rc = add_mailbox(ps, &local, &domain, quirks);
     buf_free(&local);
     buf_free(&domain);
     return rc;
@@ -391,13 +417,21 @@ static int skip_route(struct parser *ps)
 static int angle_addr(struct parser *ps)
 {
     ps->p++;
-    if ((kind(ps, ps->p) == '@' || kind(ps, ps->p) == ',') && skip_route(ps) < 0)
-        return -1;
+    unsigned quirks = 0;
+    if (kind(ps, ps->p) == '@' || kind(ps, ps->p) == ',') {
+        if (skip_route(ps) < 0)
+            return -1;
+        quirks |= MSG_MB_ROUTE;
+    }
     size_t from = ps->p;
+    if (ps->t[from].comment)
+        quirks |= MSG_MB_COMMENT;
     while (is_word(kind(ps, ps->p)) || kind(ps, ps->p) == '.')
         ps->p++;
-    if (addr_spec(ps, from, ps->p) < 0 || kind(ps, ps->p) != '>')
+    if (addr_spec(ps, from, ps->p, quirks) < 0 || kind(ps, ps->p) != '>')
         return -1;
+    if (ps->t[ps->p].comment)
+        ps->mb[ps->count - 1].quirks |= MSG_MB_COMMENT;
     ps->p++;
     return 0;
 }
@@ -415,6 +449,7 @@ static int group(struct parser *ps)
             break;
         if (parse_address(ps, true) < 0)
             return -1;
+        ps->mb[ps->count - 1].quirks |= MSG_MB_GROUP;
         if (kind(ps, ps->p) != ',' && kind(ps, ps->p) != ';')
             return -1;
     }
@@ -434,7 +469,7 @@ static int parse_address(struct parser *ps, bool in_group)
     case ':':
         return phrase && !in_group ? group(ps) : -1;
     default:
-        return addr_spec(ps, from, ps->p);
+        return addr_spec(ps, from, ps->p, 0);
     }
 }
 

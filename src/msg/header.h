@@ -6,16 +6,22 @@
  * msg_next_field() walks the header one field at a time (a field is its
  * first line plus every continuation line starting with space or tab) and
  * stops at the empty line that ends the header, or at the end of the
- * message. A line without a colon, or with a space before the colon, is
- * malformed: it returns -1 (and *pos is past that line, so a caller may
- * go on).
+ * message. White space between the name and the colon is the obsolete
+ * syntax (RFC 5322 4.5.8): "From : x" is a From field, name "From". A
+ * line without a colon, or whose name has other bytes than printable
+ * ASCII, is malformed: it returns -1 (and *pos is past that line and its
+ * continuation lines). Callers treat -1 as an error for the message,
+ * never as a line to skip: msg_author() in author.h shows how.
  *
  * msg_parse_mailbox_list() reads an address-list field value: display
  * names, comments (nested), quoted strings and quoted local parts, angle
  * addresses, group syntax ("undisclosed-recipients:;", "team: a@b, c@d;"),
  * folding whitespace. It returns -1 for anything it cannot read as a list
  * of mailboxes with domains; then *out is NULL and *count 0. The domain is
- * in lower case, the local part as written (quotes removed).
+ * in lower case, the local part as written (quotes removed). quirks says
+ * what was legal but leaves room for a reader to see another address: an
+ * obsolete route, a group, a comment inside the address, an encoded word
+ * ("=?") in the local part or domain, an '@' inside a quoted local part.
  *
  *   msg_next_field(msg, n, &pos, &f)     1 a field, 0 end of header, -1 bad line
  *   msg_field_is(f, name)                case-insensitive field name test
@@ -44,9 +50,16 @@ struct msg_field {
     size_t raw_len;
 };
 
+#define MSG_MB_ROUTE 0x1         /* <@route:local@domain> */
+#define MSG_MB_GROUP 0x2         /* inside "name: ... ;" */
+#define MSG_MB_COMMENT 0x4       /* a comment between the tokens of the address */
+#define MSG_MB_ENCODED 0x8       /* "=?" in the local part or domain */
+#define MSG_MB_AT_IN_LOCAL 0x10  /* "a@b"@c */
+
 struct msg_mailbox {
     char *local;
     char *domain;    /* "[...]" for a domain literal; "" only with MSG_ALLOW_NO_DOMAIN */
+    unsigned quirks; /* MSG_MB_* */
 };
 
 #define MSG_ALLOW_NO_DOMAIN 0x1

@@ -282,39 +282,20 @@ void access_rcpt(struct conn *c)
 /* ---- header From of authenticated mail ---- */
 
 /* 0 if every From mailbox is granted to the user (or there is no From),
- * else -1 with the reply text in why. */
-int access_header_from(struct conn *c, const char *msg, size_t n, struct buf *why)
+ * else -1 with the reply text in why. a is the message's author as
+ * msg_author() read it, the same reading DMARC uses. */
+int access_header_from(struct conn *c, const struct msg_author *a, struct buf *why)
 {
     const char *user = smtp_session_auth_user(c->sess);
-    if (user == NULL || !c->conf->sender_header_match)
+    if (user == NULL || !c->conf->sender_header_match || a->status == MSG_AUTHOR_MISSING)
         return 0;
-    size_t pos = 0;
-    struct msg_field f;
-    int r;
-    size_t line = 0;
-    while ((r = msg_next_field(msg, n, &pos, &f)) != 0) {
-        if (r < 0 && str_iprefix(msg + line, pos - line, "From")) {
-            /* "From : x" (obsolete form) or worse: unreadable, refused. */
-            buf_printf(why, "Error: cannot read the From header field");
-            break;
-        }
-        line = pos;
-        if (r < 0 || !msg_field_is(&f, "From"))
-            continue;
-        struct msg_mailbox *mb;
-        size_t count;
-        if (msg_parse_mailbox_list(f.value, f.value_len, &mb, &count) < 0 || count == 0) {
-            buf_printf(why, "Error: cannot read the From header field");
-            break;
-        }
-        for (size_t i = 0; i < count && buf_size(why) == 0; i++)
-            if (!conf_sender_allowed(c->conf, user, mb[i].local, mb[i].domain))
-                buf_printf(why, "Error: header From <%.64s@%.255s> not owned by user %s",
-                           mb[i].local, mb[i].domain, user);
-        msg_mailboxes_free(mb, count);
-        if (buf_size(why))
-            break;
-    }
+    if (a->status != MSG_AUTHOR_OK && a->status != MSG_AUTHOR_MAILBOXES)
+        buf_printf(why, "Error: cannot tell who the message is from: %s",
+                   msg_author_strerror(a->status));
+    for (size_t i = 0; i < a->count && buf_size(why) == 0; i++)
+        if (!conf_sender_allowed(c->conf, user, a->mb[i].local, a->mb[i].domain))
+            buf_printf(why, "Error: header From <%.64s@%.255s> not owned by user %s",
+                       a->mb[i].local, a->mb[i].domain, user);
     if (buf_size(why) == 0)
         return 0;
     log_kv(MW_LOG_WARN, "sender", "session", c->id, "client", c->ip, "user", user, "where",

@@ -9,7 +9,7 @@
  *   access_auth(c)                       answer SMTP_ASK_AUTH (maybe later)
  *   access_mail(c)                       answer SMTP_ASK_MAIL (maybe via SPF)
  *   access_rcpt(c)                       answer SMTP_ASK_RCPT
- *   access_header_from(c, msg, n, why)   authenticated mail: every From
+ *   access_header_from(c, author, why)   authenticated mail: every From
  *                                        mailbox granted? 0, or -1 + reply
  */
 #ifndef MW_NET_ACCESS_H
@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 
+#include "msg/author.h"
 #include "net/conn.h"
 
 struct access;
@@ -28,6 +29,6 @@ bool access_connect_allowed(struct access *a, const char *ip);
 void access_auth(struct conn *c);
 void access_mail(struct conn *c);
 void access_rcpt(struct conn *c);
-int access_header_from(struct conn *c, const char *msg, size_t n, struct buf *why);
+int access_header_from(struct conn *c, const struct msg_author *a, struct buf *why);
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/str.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim.h"
@@ -264,41 +265,51 @@ static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
     inbound_dmarc(c, buf_ptr(j->body), buf_size(j->body), res, n, dmarc_done, j);
 }
 
-/* The domain to sign for: authenticated mail whose (first) header From
- * mailbox is in a local domain that has signing keys; else NULL. */
-static char *signing_domain(struct conn *c, const struct buf *body)
+/* The domain to sign for: authenticated mail whose header From mailbox
+ * is in a local domain that has signing keys; else NULL. */
+static char *signing_domain(struct conn *c, const struct msg_author *a)
 {
     struct signing *keys = c->srv->signing;
-    if (keys == NULL || smtp_session_auth_user(c->sess) == NULL)
+    if (keys == NULL || smtp_session_auth_user(c->sess) == NULL || a->count == 0)
         return NULL;
-    size_t pos = 0;
-    struct msg_field f;
-    int r;
-    char *domain = NULL;
-    while (domain == NULL && (r = msg_next_field(buf_ptr(body), buf_size(body), &pos, &f)) != 0) {
-        if (r < 0 || !msg_field_is(&f, "From"))
-            continue;
-        struct msg_mailbox *mb;
-        size_t n;
-        if (msg_parse_mailbox_list(f.value, f.value_len, &mb, &n) < 0)
-            break;
-        if (n > 0 && conf_is_local_domain(c->conf, mb[0].domain) &&
-            signing_has_domain(keys, mb[0].domain))
-            domain = xstrdup(mb[0].domain);
-        msg_mailboxes_free(mb, n);
-        break;
-    }
-    return domain;
+    const char *d = a->mb[0].domain;
+    if (conf_is_local_domain(c->conf, d) && signing_has_domain(keys, d))
+        return xstrdup(d);
+    return NULL;
+}
+
+/* What names one mailbox: a local mailbox is its lower-cased local part in
+ * its domain, as the Maildir path is (RCPT <dup@x> and <DUP@x> are one
+ * copy); a remote address is the address as written. */
+static char *mailbox_key(const struct mw_config *conf, const struct mail_addr *r)
+{
+    const char *domain = r->domain;
+    if (domain[0] == '\0')
+        domain = conf->nlocal ? conf->local_domains[0] : conf->hostname;
+    else if (!conf_is_local_domain(conf, domain))
+        return xstrdup(r->text);
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s@%s", r->local, domain);
+    for (size_t i = 0; i < buf_size(&b); i++)
+        b.data[i] = ascii_lower(b.data[i]);
+    return b.data;
 }
 
 void receive_message(struct conn *c)
 {
     const struct smtp_txn *t = smtp_session_txn(c->sess);
+    struct msg_author author;
+    msg_author(buf_ptr(&t->body), buf_size(&t->body), &author);
     struct buf why;
     buf_init(&why);
-    if (access_header_from(c, buf_ptr(&t->body), buf_size(&t->body), &why) < 0) {
+    /* Inbound, an author that cannot be told is DMARC's permerror (and
+     * refused under dmarc_reject_bad_from); submitted, the sender binding
+     * refuses it here. */
+    if (access_header_from(c, &author, &why) < 0) {
         smtp_session_answer(c->sess, 553, "5.7.1", buf_ptr(&why));
         buf_free(&why);
+        msg_author_free(&author);
         return;
     }
     buf_free(&why);
@@ -308,21 +319,34 @@ void receive_message(struct conn *c)
     j->arrival = time(NULL);
     j->body = &t->body;
     j->from = xstrdup(t->from.text);
-    j->nrcpt = t->nrcpt;
     j->rcpts = xcalloc(t->nrcpt, sizeof(char *));
+    char **keys = xcalloc(t->nrcpt, sizeof(char *));
     for (size_t i = 0; i < t->nrcpt; i++) {
         const struct mail_addr *r = &t->rcpts[i];
+        char *key = mailbox_key(c->conf, r);
+        bool dup = false;
+        for (size_t k = 0; k < j->nrcpt && !dup; k++)
+            dup = strcmp(keys[k], key) == 0;
+        if (dup) {
+            xfree(key);
+            continue;
+        }
+        keys[j->nrcpt] = key;
+        size_t at = j->nrcpt++;
         if (r->domain[0] == '\0') {
             /* Bare <Postmaster> is the postmaster of our first domain. */
             struct buf pm;
             buf_init(&pm);
             buf_printf(&pm, "%s@%s", r->text,
                        c->conf->nlocal ? c->conf->local_domains[0] : c->conf->hostname);
-            j->rcpts[i] = pm.data;
+            j->rcpts[at] = pm.data;
         } else {
-            j->rcpts[i] = xstrdup(r->text);
+            j->rcpts[at] = xstrdup(r->text);
         }
     }
+    for (size_t k = 0; k < j->nrcpt; k++)
+        xfree(keys[k]);
+    xfree(keys);
     if (c->spf_header) {
         struct buf spf;
         buf_init(&spf);
@@ -330,7 +354,8 @@ void receive_message(struct conn *c)
                    c->spf_domain && c->spf_domain[0] ? c->spf_domain : "-");
         j->spf = spf.data;
     }
-    j->sign_domain = signing_domain(c, &t->body);
+    j->sign_domain = author.status == MSG_AUTHOR_OK ? signing_domain(c, &author) : NULL;
+    msg_author_free(&author);
     if (j->sign_domain)
         j->signing = signing_ref(c->srv->signing);
     id_new(j->id);

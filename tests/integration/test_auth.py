@@ -73,6 +73,27 @@ def no_password_logged(daemon):
         assert pw not in log, f"a password appears in the log"
 
 
+# ------------------------------------------------------------------ syntax
+
+
+def test_auth_syntax_and_the_mail_parameter_before_tls(sub, pki):
+    # On the smtp listener AUTH is not advertised before TLS: its MAIL
+    # parameter is then unknown (555, RFC 4954 5) rather than accepted.
+    with SMTPConn(sub.port_of("smtp")) as c:
+        assert c.greeting().code == 220
+        assert "AUTH" not in " ".join(c.ehlo().lines).upper()
+        assert_reply(c.cmd(f"MAIL FROM:<{ALICE}> AUTH=<>"), 555, "5.5.4")
+        assert_reply(c.cmd(f"MAIL FROM:<{ALICE}> AUTH={ALICE}"), 555, "5.5.4")
+    s = smtp_starttls(sub, pki, listener="smtp")
+    code, resp = s.docmd("AUTH")          # no mechanism: a syntax error
+    assert code == 501 and resp.startswith(b"5.5.4"), resp
+    code, resp = s.docmd("AUTH", "NOSUCH")
+    assert code == 504 and resp.startswith(b"5.5.4"), resp
+    code, resp = s.docmd("MAIL", "FROM:<x@example.net> AUTH=<>")   # advertised inside TLS
+    assert code == 250, resp
+    s.quit()
+
+
 # ------------------------------------------------------------------ delivery
 
 
@@ -267,6 +288,35 @@ def test_header_from_must_match(sub, pki):
     assert d.header("Subject") == "granted-header"
     ev = sub.wait_event("sender", where="header", result="refused")
     assert ev.get("user") == ALICE
+
+
+# The sender binding reads the header as DMARC does (msg_author): every
+# spelling that could show the CEO as the author is refused for alice.
+BINDING_SPOOFS = [
+    "From : ceo@localhost\r\n",
+    f"From: {ALICE}\r\nFrom : ceo@localhost\r\n",
+    f"From: {ALICE}\r\nfrom\t: ceo@localhost\r\n",
+    f" From: ceo@localhost\r\nFrom: {ALICE}\r\n",
+    f"From: {ALICE}\r\nFrom ceo@localhost\r\n",
+    f"From: <@localhost:{ALICE}>\r\n",
+    "From: =?utf-8?q?ceo=40localhost?=@localhost\r\n",
+    f"From: {ALICE}\r\nSender: {ALICE}\r\nSender: ceo@localhost\r\n",
+    f"From: {ALICE}, ceo@localhost\r\n",
+]
+
+
+@pytest.mark.parametrize("head", BINDING_SPOOFS, ids=range(len(BINDING_SPOOFS)))
+def test_header_from_binding_reads_every_spelling(sub, pki, head):
+    s = smtp_starttls(sub, pki)
+    s.login(ALICE, ALICE_PW)
+    data = (head + f"To: {BOB}\r\nSubject: spoof\r\n\r\nbody\r\n").encode()
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        s.sendmail(ALICE, [BOB], data)
+    assert e.value.smtp_code == 553 and e.value.smtp_error.startswith(b"5.7.1"), e.value
+    s.sendmail(ALICE, [BOB], message(ALICE, BOB, "own-from"))
+    s.quit()
+    [d] = sub.wait_mail("localhost", "bob", 1)
+    assert d.header("Subject") == "own-from"
 
 
 def test_header_from_check_can_be_turned_off(tlsd, pki):

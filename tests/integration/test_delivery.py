@@ -188,6 +188,19 @@ def test_multiple_recipients_one_copy_each_without_for(daemon):
     assert len(daemon.all_mail_files()) == 2
 
 
+def test_recipients_differing_in_case_get_one_copy(daemon):
+    # <dup@localhost> and <DUP@localhost> are one Maildir: one copy in it
+    msg = make_message("<dup@example.net>")
+    with daemon.session() as c:
+        r = send_message(c, "sender@example.net",
+                         ["dup@localhost", "DUP@localhost", "Dup@LOCALHOST", "other@localhost"], msg)
+        assert_reply(r, 250, "2.0.0")
+    [d] = daemon.wait_mail("localhost", "dup", 1)
+    daemon.wait_mail("localhost", "other", 1)
+    assert d.delivered_to == "dup@localhost"
+    assert len(daemon.all_mail_files()) == 2, daemon.all_mail_files()
+
+
 def test_null_sender_return_path(daemon):
     msg = make_message("<bounce@example.net>")
     with daemon.session() as c:

@@ -79,7 +79,12 @@ static const struct {
     { "A: b", "A= b", 4 },
     { "A:\r\nB:x\r\n\r\n", "A=|B=x", 11 },
     { "No colon here\r\nA: b\r\n\r\n", "!|A= b", 23 },
-    { "From : x\r\nA: b\r\n\r\n", "!|A= b", 18 },
+    /* obsolete WSP before the colon (RFC 5322 4.5.8): the same field */
+    { "From : x\r\nA: b\r\n\r\n", "From= x|A= b", 18 },
+    { "From\t: x\r\n\r\n", "From= x", 12 },
+    { "From \t :x\r\n\r\n", "From=x", 13 },
+    { "From x: y\r\n\r\n", "!", 13 },
+    { "From \r\n : y\r\n\r\n", "!", 15 },
     { ": novalue\r\nA: b\r\n", "!|A= b", 17 },
     { " x: y\r\n z\r\nA: b\r\n\r\n", "!|A= b", 19 },
     { "Fr\xc3\xb6m: x\r\nA: b\r\n\r\n", "!|A= b", 18 },
