@@ -86,3 +86,9 @@ bool password_verify(const char *pw, const char *hash)
     xfree(cd);
     return usable && match;
 }
+
+bool password_needs_rehash(const char *hash)
+{
+    /* the setting of dummy_hash: "$y$j9T$", yescrypt at the default cost */
+    return strncmp(hash, dummy_hash, 7) != 0;
+}

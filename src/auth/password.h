@@ -16,6 +16,10 @@
  *
  *   password_hash(pw, out)        "$y$..." appended to out; 0 or -1
  *   password_verify(pw, hash)     true if pw matches hash
+ *   password_needs_rehash(hash)   not yescrypt at the default cost: a wrong
+ *                                 password for such an account costs another
+ *                                 time than for the others, so the daemon
+ *                                 replaces it at the next good login
  */
 #ifndef MW_AUTH_PASSWORD_H
 #define MW_AUTH_PASSWORD_H
@@ -26,5 +30,6 @@
 
 int password_hash(const char *pw, struct buf *out);
 bool password_verify(const char *pw, const char *hash);
+bool password_needs_rehash(const char *hash);
 
 #endif

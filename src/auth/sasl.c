@@ -9,8 +9,6 @@
 #include "core/str.h"
 #include "core/xmalloc.h"
 
-#define SASL_MAX_FIELD 255
-
 enum sasl_mech sasl_mech_by_name(const char *s, size_t n)
 {
     if (str_ieq(s, n, "PLAIN"))

@@ -30,6 +30,11 @@
 
 #include "core/buf.h"
 
+/* The longest user name or password PLAIN and LOGIN take (RFC 4616: 255
+ * octets of UTF-8 each); a password that is longer, or not UTF-8, can never
+ * log in, so `mailwarden user` refuses to store one. */
+#define SASL_MAX_FIELD 255
+
 enum sasl_mech { SASL_NONE, SASL_PLAIN, SASL_LOGIN };
 
 enum sasl_status {

@@ -18,8 +18,9 @@
  * terminal the password is asked for twice on /dev/tty with echo off and
  * the two must match; the terminal is restored if a signal ends the
  * prompt. Otherwise the first line of standard input is the password, its
- * LF or CRLF dropped. Refused: empty, longer than PW_MAX bytes (libxcrypt's
- * limit), or holding a NUL byte. add and passwd check the user before
+ * LF or CRLF dropped. Refused: empty, longer than SASL_MAX_FIELD (255)
+ * bytes or not UTF-8 (SMTP AUTH could never carry it), or holding a NUL
+ * byte. add and passwd check the user before
  * asking, then hash, then take the lock, load, check again, change and save
  * (userdb.h), so the lock is never held while someone types.
  *
@@ -45,6 +46,7 @@
 #include <unistd.h>
 
 #include "auth/password.h"
+#include "auth/sasl.h"
 #include "auth/userdb.h"
 #include "cli/cli.h"
 #include "conf/conf.h"
@@ -274,7 +276,16 @@ static int get_password(const char *user, char pw[PW_MAX + 2])
     enum pw_result r = tty ? tty_password(user, pw) : read_line(STDIN_FILENO, pw, NULL);
     const char *why = NULL;
     switch (r) {
-    case PW_OK: return EX_OK;
+    case PW_OK:
+        if (strlen(pw) > SASL_MAX_FIELD)
+            why = "password longer than 255 bytes refused: SMTP AUTH (SASL PLAIN, LOGIN) "
+                  "cannot carry it (RFC 4616)";
+        else if (!str_utf8_valid(pw, strlen(pw)))
+            why = "password that is not UTF-8 refused: SMTP AUTH (SASL PLAIN, LOGIN) "
+                  "cannot carry it (RFC 4616)";
+        else
+            return EX_OK;
+        break;
     case PW_EMPTY: why = "empty password refused"; break;
     case PW_LONG: why = "password longer than 511 bytes refused"; break;
     case PW_NUL: why = "password with a NUL byte refused"; break;

@@ -97,6 +97,7 @@ static int v_line(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 512
 static int v_rcpt(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 100, 100000); }
 static int v_size(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 1024, 2147483647L); }
 static int v_workers(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 1, 64); }
+static int v_v6_prefix(cfg_t *cfg, cfg_opt_t *opt) { return check_range(cfg, opt, 16, 128); }
 
 static bool domain_ok(const char *d)
 {
@@ -333,6 +334,7 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("auth_failures", 5, CFGF_NONE),
     CFG_INT("auth_backoff", 2, CFGF_NONE),
     CFG_INT("auth_backoff_max", 3600, CFGF_NONE),
+    CFG_INT("ipv6_prefix_length", 64, CFGF_NONE),
     CFG_BOOL("sender_header_match", cfg_true, CFGF_NONE),
     CFG_INT("max_connection_rate", 120, CFGF_NONE),
     CFG_INT("max_message_rate", 120, CFGF_NONE),
@@ -375,6 +377,7 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "auth_failures", v_positive);
     cfg_set_validate_func(cfg, "auth_backoff", v_positive);
     cfg_set_validate_func(cfg, "auth_backoff_max", v_positive);
+    cfg_set_validate_func(cfg, "ipv6_prefix_length", v_v6_prefix);
     cfg_set_validate_func(cfg, "max_connection_rate", v_unsigned);
     cfg_set_validate_func(cfg, "max_message_rate", v_unsigned);
     cfg_set_validate_func(cfg, "user|senders", v_senders);
@@ -449,6 +452,7 @@ static void build_access(cfg_t *cfg, struct mw_config *c)
     c->auth_failures = (unsigned)cfg_getint(cfg, "auth_failures");
     c->auth_backoff = (unsigned)cfg_getint(cfg, "auth_backoff");
     c->auth_backoff_max = (unsigned)cfg_getint(cfg, "auth_backoff_max");
+    c->ipv6_prefix_length = (unsigned)cfg_getint(cfg, "ipv6_prefix_length");
     c->sender_header_match = cfg_getbool(cfg, "sender_header_match");
     c->max_connection_rate = (unsigned)cfg_getint(cfg, "max_connection_rate");
     c->max_message_rate = (unsigned)cfg_getint(cfg, "max_message_rate");

@@ -103,6 +103,7 @@ struct mw_config {
     unsigned auth_failures;   /* failed AUTHs per IP or account before back-off */
     unsigned auth_backoff;    /* first back-off in seconds, doubled per failure */
     unsigned auth_backoff_max;
+    unsigned ipv6_prefix_length;  /* IPv6 clients are counted per /N for the limits */
     bool sender_header_match; /* authenticated mail: header From must be granted too */
     unsigned max_connection_rate; /* new connections per minute per IP; 0: no limit */
     unsigned max_message_rate;    /* messages per minute per authenticated user; 0: no limit */

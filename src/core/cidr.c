@@ -4,6 +4,7 @@
 #include "core/cidr.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/str.h"
@@ -71,4 +72,27 @@ bool cidr_match_any(const struct cidr *nets, size_t n, const char *ip)
         if (cidr_match(&nets[i], ip))
             return true;
     return false;
+}
+
+void cidr_client_key(const char *ip, unsigned v6_prefix, char *out, size_t outlen)
+{
+    unsigned char a[16];
+    char text[INET6_ADDRSTRLEN];
+    if (inet_pton(AF_INET6, ip, a) == 1) {
+        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        if (memcmp(a, mapped, sizeof(mapped)) == 0 &&
+            inet_ntop(AF_INET, a + 12, text, sizeof(text)) != NULL) {
+            snprintf(out, outlen, "%s", text);
+            return;
+        }
+        if (v6_prefix < 128) {
+            for (unsigned bit = v6_prefix; bit < 128; bit++)
+                a[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+            if (inet_ntop(AF_INET6, a, text, sizeof(text)) != NULL) {
+                snprintf(out, outlen, "%s/%u", text, v6_prefix);
+                return;
+            }
+        }
+    }
+    snprintf(out, outlen, "%s", ip);
 }

@@ -9,6 +9,13 @@
  *   cidr_parse(s, &net)            0 or -1
  *   cidr_match(net, ip_text)       the address is inside the network
  *   cidr_match_any(nets, n, ip)    ... inside any of them
+ *   cidr_client_key(ip, v6_prefix, out, outlen)
+ *                                  the key one client's limits are counted
+ *                                  under: an IPv4 address (also when mapped
+ *                                  in IPv6) as it is, an IPv6 address as its
+ *                                  /v6_prefix network ("2001:db8:1:2::/64"),
+ *                                  since one host holds a whole /64; text
+ *                                  that is no address, as it is
  */
 #ifndef MW_CORE_CIDR_H
 #define MW_CORE_CIDR_H
@@ -25,5 +32,6 @@ struct cidr {
 int cidr_parse(const char *s, struct cidr *out);
 bool cidr_match(const struct cidr *net, const char *ip);
 bool cidr_match_any(const struct cidr *nets, size_t n, const char *ip);
+void cidr_client_key(const char *ip, unsigned v6_prefix, char *out, size_t outlen);
 
 #endif

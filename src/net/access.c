@@ -21,6 +21,8 @@
  */
 #include "net/access.h"
 
+#include <arpa/inet.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +31,7 @@
 
 #include "auth/password.h"
 #include "auth/userdb.h"
+#include "core/cidr.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "core/worker.h"
@@ -43,15 +46,20 @@ struct access {
     struct backoff *fail_ip, *fail_user;
     struct rate_limiter *conn_rate, *msg_rate;
     unsigned failures, backoff, backoff_max, conn_limit, msg_limit;
+    unsigned v6_prefix;    /* the keys' IPv6 prefix: counters change with it */
+    uint64_t generation;   /* counters rebuilt by a reload: a new generation */
 };
 
 static void access_build(struct access *a, const struct mw_config *c)
 {
+    static uint64_t generations;
+    a->generation = ++generations;
     a->failures = c->auth_failures;
     a->backoff = c->auth_backoff;
     a->backoff_max = c->auth_backoff_max;
     a->conn_limit = c->max_connection_rate;
     a->msg_limit = c->max_message_rate;
+    a->v6_prefix = c->ipv6_prefix_length;
     a->fail_ip = backoff_new(a->failures, a->backoff, a->backoff_max, ACCESS_MAX_KEYS);
     a->fail_user = backoff_new(a->failures, a->backoff, a->backoff_max, ACCESS_MAX_KEYS);
     a->conn_rate = a->conn_limit ? rate_new(a->conn_limit, 60, ACCESS_MAX_KEYS) : NULL;
@@ -89,25 +97,29 @@ void access_reload(struct access *a, const struct mw_config *c)
     /* Counters survive a reload unless their limits changed. */
     if (a->failures == c->auth_failures && a->backoff == c->auth_backoff &&
         a->backoff_max == c->auth_backoff_max && a->conn_limit == c->max_connection_rate &&
-        a->msg_limit == c->max_message_rate)
+        a->msg_limit == c->max_message_rate &&
+        a->v6_prefix == c->ipv6_prefix_length)
         return;
     access_clear(a);
     access_build(a, c);
 }
 
-bool access_connect_allowed(struct access *a, const char *ip)
+bool access_connect_allowed(struct access *a, const char *key)
 {
-    return a->conn_rate == NULL || rate_allow(a->conn_rate, ip, time(NULL));
+    return a->conn_rate == NULL || rate_allow(a->conn_rate, key, time(NULL));
 }
 
 /* ---- AUTH ---- */
 
 struct auth_job {
     struct conn *c;
+    uint64_t generation;  /* of the counters the attempt was counted in */
+    char key[sizeof(((struct conn *)0)->key)];
     char *user, *pass, *path;
     const char *mech;
     int found;            /* userdb_lookup: 1, 0 or -1 */
     bool ok;
+    const char *rehashed; /* the method replaced after a good login, or NULL */
     struct buf why;
 };
 
@@ -126,12 +138,49 @@ static void auth_log(struct conn *c, const char *user, const char *mech, const c
     log_end(&l);
 }
 
+/* After a good login with a hash of another method or cost: store the
+ * default (yescrypt) hash of the same password, so that every account
+ * answers a wrong password in the same time. The users file is rewritten
+ * under its lock, as `mailwarden user` does, and only if the entry is
+ * still the hash that was checked. Returns the old method's name, or NULL
+ * (why says what failed). Runs on a worker. */
+static const char *auth_rehash(const char *path, const char *user, const char *pass,
+                               const char *old, struct buf *why)
+{
+    const char *method = strncmp(old, "$2", 2) == 0   ? "bcrypt"
+                         : strncmp(old, "$6$", 3) == 0 ? "sha512crypt"
+                         : strncmp(old, "$5$", 3) == 0 ? "sha256crypt"
+                         : strncmp(old, "$7$", 3) == 0 ? "scrypt"
+                                                        : "yescrypt-other-cost";
+    struct buf fresh;
+    buf_init(&fresh);
+    struct userdb db = { 0 };
+    const char *done = NULL;
+    int fd = userdb_lock(path, why);
+    if (fd >= 0 && password_hash(pass, &fresh) == 0 && userdb_load(path, &db, why) == 0) {
+        const char *cur = userdb_find(&db, user);
+        if (cur != NULL && strcmp(cur, old) == 0) {
+            userdb_set(&db, user, buf_ptr(&fresh));
+            if (userdb_save(&db, path, why) == 0)
+                done = method;
+        }
+    }
+    if (fd >= 0)
+        userdb_unlock(fd);
+    userdb_free(&db);
+    explicit_bzero(fresh.data, buf_size(&fresh));
+    buf_free(&fresh);
+    return done;
+}
+
 static void auth_work(void *arg)
 {
     struct auth_job *j = arg;
     char *hash = NULL;
     j->found = userdb_lookup(j->path, j->user, &hash, &j->why);
     j->ok = password_verify(j->pass, j->found == 1 ? hash : NULL) && j->found == 1;
+    if (j->ok && password_needs_rehash(hash))
+        j->rehashed = auth_rehash(j->path, j->user, j->pass, hash, &j->why);
     if (hash) {
         explicit_bzero(hash, strlen(hash));
         xfree(hash);
@@ -153,18 +202,27 @@ static void auth_done(void *arg)
     struct access *a = c->srv->access;
     if (buf_size(&j->why))
         log_kv(MW_LOG_ERROR, "users_file", "file", j->path, "error", buf_ptr(&j->why), NULL);
+    if (j->rehashed != NULL)
+        log_kv(MW_LOG_INFO, "auth_rehash", "user", j->user, "from", j->rehashed, "to", "yescrypt",
+               NULL);
+    /* The attempt was counted as a failure when it started; one that did
+     * not fail is given back (a reload since then made new counters). */
+    bool same = a->generation == j->generation;
+    if (same && j->found < 0) {
+        backoff_forgive(a->fail_ip, j->key);
+        backoff_forgive(a->fail_user, j->user);
+    } else if (same && j->ok) {
+        backoff_forgive(a->fail_ip, j->key);
+        backoff_clear(a->fail_user, j->user);
+    }
     if (!c->dead) {
         if (j->found < 0) {
             auth_log(c, j->user, j->mech, "tempfail", NULL, 0);
             auth_answer(c, 454, "4.7.0", "Temporary authentication failure");
         } else if (j->ok) {
-            backoff_clear(a->fail_user, j->user);
             auth_log(c, j->user, j->mech, "pass", NULL, 0);
             auth_answer(c, 235, "2.7.0", "Authentication successful");
         } else {
-            time_t now = time(NULL);
-            backoff_fail(a->fail_ip, c->ip, now);
-            backoff_fail(a->fail_user, j->user, now);
             auth_log(c, j->user, j->mech, "fail", "failures", backoff_failures(a->fail_user, j->user));
             auth_answer(c, 535, "5.7.8", "Authentication credentials invalid");
         }
@@ -187,8 +245,9 @@ void access_auth(struct conn *c)
     struct access *a = c->srv->access;
     char *user = xstrdup(req.user);
     str_lower(user);
+    const char *key = c->key;
     time_t now = time(NULL);
-    unsigned wait_ip = backoff_wait(a->fail_ip, c->ip, now);
+    unsigned wait_ip = backoff_wait(a->fail_ip, key, now);
     unsigned wait_user = backoff_wait(a->fail_user, user, now);
     unsigned wait = wait_ip > wait_user ? wait_ip : wait_user;
     if (wait > 0) {
@@ -200,8 +259,15 @@ void access_auth(struct conn *c)
         smtp_session_answer(c->sess, 454, "4.7.0", text);
         return;
     }
+    /* Counted as a failure now, not when the check ends: attempts still
+     * queued or running count against the threshold, so a burst of
+     * parallel attempts gets at most auth_failures password checks. */
+    backoff_fail(a->fail_ip, key, now);
+    backoff_fail(a->fail_user, user, now);
     struct auth_job *j = xcalloc(1, sizeof(*j));
     j->c = c;
+    j->generation = a->generation;
+    memcpy(j->key, key, sizeof(j->key));
     j->user = user;
     j->pass = xstrdup(req.pass);
     j->mech = req.mech;

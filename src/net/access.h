@@ -5,7 +5,8 @@
  *
  *   access_new(conf) / access_free       counters for the limits of conf
  *   access_reload(a, conf)               keep counters unless limits changed
- *   access_connect_allowed(a, ip)        max_connection_rate
+ *   access_connect_allowed(a, key)       max_connection_rate for the client
+ *                                        key (conn.h: IPv4 address or IPv6 /N)
  *   access_auth(c)                       answer SMTP_ASK_AUTH (maybe later)
  *   access_mail(c)                       answer SMTP_ASK_MAIL (maybe via SPF)
  *   access_rcpt(c)                       answer SMTP_ASK_RCPT
@@ -25,7 +26,7 @@ struct access;
 struct access *access_new(const struct mw_config *c);
 void access_free(struct access *a);
 void access_reload(struct access *a, const struct mw_config *c);
-bool access_connect_allowed(struct access *a, const char *ip);
+bool access_connect_allowed(struct access *a, const char *key);
 void access_auth(struct conn *c);
 void access_mail(struct conn *c);
 void access_rcpt(struct conn *c);

@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "core/cidr.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "net/access.h"
@@ -402,6 +403,7 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
     memset(&probe, 0, sizeof(probe));
     describe_peer(&probe, sa);
     struct mw_config *conf = srv->conf;
+    cidr_client_key(probe.ip, conf->ipv6_prefix_length, probe.key, sizeof(probe.key));
 
     if (srv->stopping) {
         refuse(fd, conf->hostname, "service shutting down");
@@ -409,14 +411,14 @@ void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int sale
     }
     unsigned same_ip = 0;
     for (struct conn *o = srv->conns; o; o = o->next)
-        if (strcmp(o->ip, probe.ip) == 0)
+        if (strcmp(o->key, probe.key) == 0)
             same_ip++;
     const char *why = NULL, *limit = NULL;
     if (srv->nconns >= conf->max_connections)
         why = "too many connections", limit = "max_connections";
     else if (same_ip >= conf->max_connections_per_ip)
         why = "too many connections from your address", limit = "max_connections_per_ip";
-    else if (!access_connect_allowed(srv->access, probe.ip))
+    else if (!access_connect_allowed(srv->access, probe.key))
         why = "too many connections from your address per minute", limit = "max_connection_rate";
     if (why) {
         log_kv(MW_LOG_WARN, "limit", "client", probe.ip, "limit", limit, "listener", listener,

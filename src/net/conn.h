@@ -24,6 +24,8 @@ struct conn {
     struct mw_config *conf;    /* the config this session started with */
     char id[ID_LEN + 1];
     char ip[64];               /* printable client address */
+    char key[72];              /* what its limits count under: the IPv4 address,
+                                  or the IPv6 /ipv6_prefix_length (cidr.h) */
     char literal[72];          /* [1.2.3.4] or [IPv6:...] */
     unsigned port;
     const char *listener;

@@ -432,3 +432,10 @@ void backoff_clear(struct backoff *b, const char *key)
     if (e != NULL)
         table_remove(&b->t, e);
 }
+
+void backoff_forgive(struct backoff *b, const char *key)
+{
+    struct entry *e = table_find(&b->t, key, false);
+    if (e != NULL && --e->u.bo.failures == 0)
+        table_remove(&b->t, e);
+}

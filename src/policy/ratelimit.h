@@ -23,6 +23,8 @@
  *   backoff_wait(b, key, now)        seconds until an attempt is allowed, 0 now
  *   backoff_fail(b, key, now)        count a failure
  *   backoff_failures(b, key)         failures counted (for logs)
+ *   backoff_forgive(b, key)          take one failure back (an attempt counted
+ *                                    when it started, that did not fail)
  *   backoff_clear(b, key)
  */
 #ifndef MW_POLICY_RATELIMIT_H
@@ -45,5 +47,6 @@ unsigned backoff_wait(struct backoff *b, const char *key, time_t now);
 void backoff_fail(struct backoff *b, const char *key, time_t now);
 unsigned backoff_failures(struct backoff *b, const char *key);
 void backoff_clear(struct backoff *b, const char *key);
+void backoff_forgive(struct backoff *b, const char *key);
 
 #endif

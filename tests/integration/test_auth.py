@@ -6,10 +6,14 @@ per-user message rate, and the audit log (never a password).
 Real clients: Python's smtplib (starttls + login, SMTP_SSL) and swaks.
 """
 
+import base64
 import re
 import smtplib
+import socket
 import ssl
+import stat
 import subprocess
+import time
 
 import pytest
 
@@ -231,6 +235,111 @@ def test_wrong_passwords_throttle_ip(sub, pki):
     throttled = auth_events(sub, result="throttled")
     assert len(throttled) == 2 and all(int(t["wait"]) > 0 for t in throttled), throttled
     no_password_logged(sub)
+
+
+def open_tls_sessions(daemon, pki, n):
+    """n implicit-TLS sessions on submissions, greeted and EHLO'd."""
+    conns = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", daemon.port_of("submissions")), timeout=60)
+        c = ctx_for(pki).wrap_socket(sock, server_hostname="localhost")
+        f = c.makefile("rb")
+        assert f.readline().startswith(b"220")
+        c.sendall(b"EHLO burst.test\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        conns.append((c, f))
+    return conns
+
+
+def auth_plain_line(user, password):
+    return b"AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()) + b"\r\n"
+
+
+def test_parallel_wrong_passwords_get_at_most_auth_failures_checks(tlsd, pki):
+    # 40 sessions from one address: 39 wrong passwords at once, then the
+    # right one 5 ms later. Attempts count when they start, so only
+    # auth_failures (5) of them reach a password check.
+    start(tlsd, pki, auth_failures=5, auth_backoff=30, max_connections_per_ip=100)
+    conns = open_tls_sessions(tlsd, pki, 40)
+    for c, _ in conns[:39]:
+        c.sendall(auth_plain_line(ALICE, "wrong-password"))
+    time.sleep(0.005)
+    conns[39][0].sendall(auth_plain_line(ALICE, ALICE_PW))
+    codes = [int(f.readline()[:3]) for _, f in conns]
+    for c, _ in conns:
+        c.close()
+    checked = auth_events(tlsd, result="fail")
+    throttled = auth_events(tlsd, result="throttled")
+    print(f"burst of 39 wrong + 1 right: {len(checked)} password checks, "
+          f"replies {sorted((k, codes.count(k)) for k in set(codes))}")
+    assert len(checked) <= 5, checked
+    assert codes[39] == 454, "the right password during the back-off must not be checked"
+    assert codes.count(535) == len(checked) and codes.count(454) == 40 - len(checked), codes
+    assert len(throttled) == 40 - len(checked)
+    assert not auth_events(tlsd, result="pass")
+
+
+def test_good_login_gives_its_attempt_back(tlsd, pki):
+    # a successful (or temporarily failed) check is not a failure: many
+    # good logins in a row from one address are never throttled
+    start(tlsd, pki, auth_failures=2)
+    for _ in range(6):
+        assert try_login(tlsd, pki, ALICE, ALICE_PW)[0] == 235
+    code, _ = try_login(tlsd, pki, ALICE, "wrong")
+    assert code == 535
+    assert try_login(tlsd, pki, BOB, BOB_PW)[0] == 235
+
+
+def users_entries(daemon):
+    out = {}
+    for line in (daemon.data_dir / "users").read_text().splitlines():
+        if line and not line.startswith("#"):
+            user, _, h = line.partition(":")
+            out[user] = h
+    return out
+
+
+def set_hash(daemon, user, new_hash):
+    path = daemon.data_dir / "users"
+    lines = [l for l in path.read_text().splitlines() if not l.startswith(user + ":")]
+    path.write_text("\n".join(lines + [f"{user}:{new_hash}"]) + "\n")
+
+
+@pytest.mark.parametrize("method", ["bcrypt", "sha512crypt", "yescrypt-cost-3"])
+def test_imported_hash_replaced_by_default_at_good_login(tlsd, pki, method):
+    # A wrong password costs per method (bcrypt ~250 ms, sha512crypt ~3 ms,
+    # default yescrypt ~20 ms): accounts with an imported hash could be told
+    # apart, so the first good login rehashes to the default.
+    import crypt
+    start(tlsd, pki)
+    salt = {"bcrypt": crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 12),
+            "sha512crypt": crypt.mksalt(crypt.METHOD_SHA512),
+            "yescrypt-cost-3": "$y$j7T$" + crypt.mksalt(crypt.METHOD_SHA512)[3:19] + "$"}[method]
+    old = crypt.crypt(ALICE_PW, salt)
+    assert old and old.startswith(salt[:4]), (salt, old)
+    set_hash(tlsd, ALICE, old)
+    bob_before = users_entries(tlsd)[BOB]
+    assert try_login(tlsd, pki, ALICE, "wrong")[0] == 535
+    assert users_entries(tlsd)[ALICE] == old, "a failed login must not rehash"
+    assert try_login(tlsd, pki, ALICE, ALICE_PW)[0] == 235
+    ev = tlsd.wait_event("auth_rehash", user=ALICE)
+    assert ev["from"] == method.split("-")[0] if method != "yescrypt-cost-3" else \
+        ev["from"] == "yescrypt-other-cost", ev
+    new = users_entries(tlsd)
+    assert new[ALICE].startswith("$y$j9T$") and new[ALICE] != old, new
+    assert new[BOB] == bob_before
+    assert stat.S_IMODE((tlsd.data_dir / "users").stat().st_mode) == 0o600
+    assert try_login(tlsd, pki, ALICE, ALICE_PW)[0] == 235   # the new hash works
+    assert len(tlsd.events("auth_rehash")) == 1
+
+
+def test_password_of_255_bytes_logs_in(tlsd, pki):
+    # what `mailwarden user add` accepts, AUTH PLAIN can carry
+    start(tlsd, pki)
+    pw = "p" * 255
+    add_user(tlsd, "long@localhost", pw)
+    assert try_login(tlsd, pki, "long@localhost", pw)[0] == 235
 
 
 def test_unknown_user_is_a_failure_like_any_other(sub, pki):

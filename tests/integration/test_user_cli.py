@@ -153,6 +153,10 @@ def test_password_never_on_command_line(users):
     (b"\n", b"empty password"),
     (b"\r\n", b"empty password"),
     (b"x" * 512 + b"\n", b"longer than 511"),
+    # what SASL PLAIN/LOGIN can never carry (RFC 4616: 255 octets of UTF-8)
+    (b"x" * 256 + b"\n", b"longer than 255 bytes"),
+    (b"x" * 511 + b"\n", b"longer than 255 bytes"),
+    (b"caf\xe9\n", b"not UTF-8"),
     (b"a\0b\n", b"NUL"),
 ])
 def test_bad_passwords_refused(users, data, why):
@@ -163,7 +167,7 @@ def test_bad_passwords_refused(users, data, why):
 
 
 def test_longest_password(users):
-    pw = "y" * 511
+    pw = "y" * 255   # the most SASL PLAIN and LOGIN carry
     ok(mw("add", "a@example.org", "--users-file", users, input=pw.encode() + b"\n"))
     assert verifies(pw, entries(users)["a@example.org"])
 

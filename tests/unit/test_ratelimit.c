@@ -346,6 +346,27 @@ static void test_backoff_clear(void **state)
     backoff_free(b);
 }
 
+/* An attempt counted when it starts and given back when it succeeds. */
+static void test_backoff_forgive(void **state)
+{
+    (void)state;
+    struct backoff *b = backoff_new(2, 30, 600, 100);
+    backoff_fail(b, "a", 10);
+    backoff_fail(b, "a", 10);
+    assert_int_equal(backoff_wait(b, "a", 10), 30);
+    backoff_forgive(b, "a");
+    assert_int_equal(backoff_failures(b, "a"), 1);
+    assert_int_equal(backoff_wait(b, "a", 10), 0);
+    backoff_forgive(b, "a");
+    assert_int_equal(backoff_failures(b, "a"), 0);
+    backoff_forgive(b, "a");                  /* nothing left: harmless */
+    backoff_forgive(b, "never");
+    assert_int_equal(backoff_failures(b, "a"), 0);
+    backoff_fail(b, "a", 11);
+    assert_int_equal(backoff_failures(b, "a"), 1);
+    backoff_free(b);
+}
+
 static void test_backoff_overflow(void **state)
 {
     (void)state;
@@ -422,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_backoff_from_last),
         cmocka_unit_test(test_backoff_forget),
         cmocka_unit_test(test_backoff_clear),
+        cmocka_unit_test(test_backoff_forgive),
         cmocka_unit_test(test_backoff_overflow),
         cmocka_unit_test(test_backoff_eviction),
     };

@@ -352,6 +352,34 @@ static void test_cidr_match(void **state)
     }
 }
 
+static void test_cidr_client_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ip;
+        unsigned prefix;
+        const char *key;
+    } t[] = {
+        { "192.0.2.7", 64, "192.0.2.7" },
+        { "::ffff:192.0.2.7", 64, "192.0.2.7" },
+        { "2001:db8:1:2::a", 64, "2001:db8:1:2::/64" },
+        { "2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64" },
+        { "2001:db8:1:3::a", 64, "2001:db8:1:3::/64" },
+        { "2001:db8:1:2::a", 48, "2001:db8:1::/48" },
+        { "2001:db8:1:2::a", 56, "2001:db8:1::/56" },
+        { "2001:db8:1:2ff::a", 60, "2001:db8:1:2f0::/60" },
+        { "2001:db8:1:2::a", 128, "2001:db8:1:2::a" },
+        { "::1", 64, "::/64" },
+        { "unknown", 64, "unknown" },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        char out[72];
+        cidr_client_key(t[i].ip, t[i].prefix, out, sizeof(out));
+        if (strcmp(out, t[i].key) != 0)
+            fail_msg("%s /%u: got %s, want %s", t[i].ip, t[i].prefix, out, t[i].key);
+    }
+}
+
 static void test_cidr_match_any(void **state)
 {
     (void)state;
@@ -377,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_match),
         cmocka_unit_test(test_cidr_match_any),
+        cmocka_unit_test(test_cidr_client_key),
     };
     return cmocka_run_group_tests(tests, setup_conf, teardown_conf);
 }
