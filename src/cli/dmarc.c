@@ -90,7 +90,7 @@ static int read_rows(struct dmarc_agg *agg, const char *path, size_t *nrows, siz
     }
     struct buf err = { 0 };
     size_t rows = 0, bad = 0;
-    int r = dmarc_agg_read(agg, f, path, &err, MAX_ERRORS, &rows, &bad);
+    int r = dmarc_agg_read(agg, f, path, &err, MAX_ERRORS, NULL, &rows, &bad);
     int e = errno;
     fclose(f);
     fputs(buf_ptr(&err), stderr);

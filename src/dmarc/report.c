@@ -50,6 +50,65 @@ static void field(struct buf *out, const char *v)
     put(out, v);
 }
 
+/* One DKIM entry, or nothing when the reader would refuse it. */
+static bool dkim_entry(const struct dmarc_row_dkim *d, struct buf *out)
+{
+    if (strlen(d->domain ? d->domain : "") > MAX_TEXT ||
+        strlen(d->selector ? d->selector : "") > MAX_TEXT)
+        return false;
+    put(out, d->domain);
+    buf_append_byte(out, ':');
+    put(out, d->selector);
+    buf_append_byte(out, ':');
+    put(out, d->result);
+    return true;
+}
+
+/* The DKIM results that fit the row: a report may carry a subset of them
+ * (RFC 7489 appendix C, "auth_results"), so passes go first, then the
+ * others in order; an entry whose domain or selector is too long for the
+ * report is left out, and so is whatever passes DMARC_ROW_MAX_DKIM or
+ * `room` bytes. The row itself is always written: every evaluated
+ * message is counted. */
+static void dkim_field(const struct dmarc_row *r, size_t room, struct buf *out)
+{
+    size_t kept = 0;
+    for (int pass_first = 1; pass_first >= 0; pass_first--) {
+        for (size_t i = 0; i < r->ndkim && kept < DMARC_ROW_MAX_DKIM; i++) {
+            const char *res = r->dkim[i].result ? r->dkim[i].result : "";
+            if ((strcmp(res, "pass") == 0) != (pass_first == 1))
+                continue;
+            struct buf one = { 0 };
+            if (dkim_entry(&r->dkim[i], &one) && buf_size(out) + 1 + buf_size(&one) < room) {
+                if (kept++ > 0)
+                    buf_append_byte(out, ',');
+                buf_append(out, buf_ptr(&one), buf_size(&one));
+            }
+            buf_free(&one);
+        }
+    }
+    if (kept == 0)
+        buf_append_byte(out, '-');
+}
+
+/* The rua URIs the reader takes (a scheme, at most 2048 bytes). */
+static void rua_field(const struct dmarc_row *r, struct buf *out)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < r->nrua && kept < DMARC_MAX_URIS; i++) {
+        const char *u = r->rua[i].uri;
+        if (u == NULL || strchr(u, ':') == NULL || strlen(u) > 2048)
+            continue;
+        if (kept++ > 0)
+            buf_append_byte(out, ',');
+        put(out, u);
+        if (r->rua[i].max_size)
+            buf_printf(out, "!%llu", (unsigned long long)r->rua[i].max_size);
+    }
+    if (kept == 0)
+        buf_append_byte(out, '-');
+}
+
 void dmarc_row_format(const struct dmarc_row *r, struct buf *out)
 {
     buf_printf(out, "DMARC1\t%lld", (long long)r->when);
@@ -67,31 +126,18 @@ void dmarc_row_format(const struct dmarc_row *r, struct buf *out)
     field(out, r->spf_pass ? "pass" : "fail");
     field(out, r->spf_domain);
     field(out, r->spf_result && r->spf_result[0] ? r->spf_result : "none");
+    struct buf rua = { 0 }, dkim = { 0 };
+    rua_field(r, &rua);
+    /* What is left of the line cap goes to the DKIM results. */
+    size_t used = buf_size(out) + 2 + buf_size(&rua);
+    dkim_field(r, used < DMARC_ROW_MAX_LINE ? DMARC_ROW_MAX_LINE - used : 0, &dkim);
     buf_append_byte(out, '\t');
-    size_t ndkim = r->ndkim < DMARC_ROW_MAX_DKIM ? r->ndkim : DMARC_ROW_MAX_DKIM;
-    if (ndkim == 0)
-        buf_append_byte(out, '-');
-    for (size_t i = 0; i < ndkim; i++) {
-        if (i)
-            buf_append_byte(out, ',');
-        put(out, r->dkim[i].domain);
-        buf_append_byte(out, ':');
-        put(out, r->dkim[i].selector);
-        buf_append_byte(out, ':');
-        put(out, r->dkim[i].result);
-    }
+    buf_append(out, buf_ptr(&dkim), buf_size(&dkim));
     buf_append_byte(out, '\t');
-    size_t nrua = r->nrua < DMARC_MAX_URIS ? r->nrua : DMARC_MAX_URIS;
-    if (nrua == 0)
-        buf_append_byte(out, '-');
-    for (size_t i = 0; i < nrua; i++) {
-        if (i)
-            buf_append_byte(out, ',');
-        put(out, r->rua[i].uri);
-        if (r->rua[i].max_size)
-            buf_printf(out, "!%llu", (unsigned long long)r->rua[i].max_size);
-    }
+    buf_append(out, buf_ptr(&rua), buf_size(&rua));
     buf_append_byte(out, '\n');
+    buf_free(&rua);
+    buf_free(&dkim);
 }
 
 /* ---- reading: values ---------------------------------------------------------------- */

@@ -90,8 +90,12 @@ struct dmarc_row {
 
 /* The row parses again when source_ip, header_from and policy_domain are
  * set and the results are RFC 8601 names (a missing spf_result is written
- * "none"); at most DMARC_ROW_MAX_DKIM results and DMARC_MAX_URIS URIs are
- * written. */
+ * "none"). The writer accepts the reader's language only: of the DKIM
+ * results it writes those it can (passes first; none whose domain or
+ * selector is over 255 bytes; at most DMARC_ROW_MAX_DKIM; within
+ * DMARC_ROW_MAX_LINE), of the rua URIs those with a scheme and at most
+ * 2048 bytes (at most DMARC_MAX_URIS): a report may carry a subset of the
+ * DKIM results (RFC 7489 appendix C), and every row is counted. */
 void dmarc_row_format(const struct dmarc_row *r, struct buf *out);
 
 /* A parsed row: the strings of row live in mem, its URIs in rua. */
@@ -110,11 +114,14 @@ void dmarc_row_parsed_free(struct dmarc_row_parsed *p);
  * bad lines are reported into errors (may be NULL) as "name:line: why\n"
  * and skipped, at most max_errors of them written; a line longer than
  * DMARC_ROW_MAX_LINE is skipped without being held, a last line without
- * '\n' (a write cut short) is reported. *nrows and *nbad (may be NULL)
- * count. 0, or -1 on a read error (errno set; what was read counts). */
+ * '\n' (a write cut short) is reported. With keep (may be NULL) every bad
+ * line is also copied there as it was, with its '\n', so that nothing is
+ * lost with the file it came from. *nrows and *nbad (may be NULL) count.
+ * 0, or -1 on a read error (errno set; what was read counts) or a write
+ * error on keep. */
 typedef void (*dmarc_row_cb)(void *arg, const struct dmarc_row *r);
 int dmarc_rows_read(FILE *f, const char *name, dmarc_row_cb cb, void *arg, struct buf *errors,
-                    size_t max_errors, size_t *nrows, size_t *nbad);
+                    size_t max_errors, FILE *keep, size_t *nrows, size_t *nbad);
 
 /* ---- aggregation ------------------------------------------------------------ */
 
@@ -154,7 +161,7 @@ void dmarc_agg_free(struct dmarc_agg *a);
 void dmarc_agg_add(struct dmarc_agg *a, const struct dmarc_row *r);
 /* dmarc_rows_read() into a. */
 int dmarc_agg_read(struct dmarc_agg *a, FILE *f, const char *name, struct buf *errors,
-                   size_t max_errors, size_t *nrows, size_t *nbad);
+                   size_t max_errors, FILE *keep, size_t *nrows, size_t *nbad);
 size_t dmarc_agg_count(const struct dmarc_agg *a);
 const struct dmarc_report *dmarc_agg_report(const struct dmarc_agg *a, size_t i);
 /* Does row r belong to report rep (same domain, policy and rua list)? */

@@ -282,8 +282,16 @@ struct reader {
     void *arg;
     const char *name;
     struct buf *errors;
+    FILE *keep;
+    bool keep_failed;
     size_t max_errors, lineno, nrows, nbad;
 };
+
+static void keep(struct reader *rd, const char *p, size_t n)
+{
+    if (rd->keep != NULL && n > 0 && fwrite(p, 1, n, rd->keep) != n)
+        rd->keep_failed = true;
+}
 
 static void bad(struct reader *rd, const char *why)
 {
@@ -298,6 +306,8 @@ static void one_line(struct reader *rd, const char *p, size_t n)
     const char *why = NULL;
     if (dmarc_row_parse(p, n, &pr, &why) < 0) {
         bad(rd, why);
+        keep(rd, p, n);
+        keep(rd, "\n", 1);
         return;
     }
     rd->cb(rd->arg, &pr.row);
@@ -313,18 +323,22 @@ static void feed(struct reader *rd, struct buf *line, bool *skipping, const char
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
         if (!*skipping && buf_size(line) + n > DMARC_ROW_MAX_LINE) {
-            *skipping = true;   /* never held: skipped to its end */
+            *skipping = true;   /* never held: skipped to its end (and kept) */
+            keep(rd, buf_ptr(line), buf_size(line));
             buf_reset(line);
         }
         if (!*skipping)
             buf_append(line, p, n);
+        else
+            keep(rd, p, n);
         if (nl == NULL)
             return;
         p = nl + 1;
         rd->lineno++;
-        if (*skipping)
+        if (*skipping) {
             bad(rd, "line too long");
-        else
+            keep(rd, "\n", 1);
+        } else
             one_line(rd, buf_ptr(line), buf_size(line));
         *skipping = false;
         buf_reset(line);
@@ -332,10 +346,10 @@ static void feed(struct reader *rd, struct buf *line, bool *skipping, const char
 }
 
 int dmarc_rows_read(FILE *f, const char *name, dmarc_row_cb cb, void *arg, struct buf *errors,
-                    size_t max_errors, size_t *nrows, size_t *nbad)
+                    size_t max_errors, FILE *keep_to, size_t *nrows, size_t *nbad)
 {
     struct reader rd = { .cb = cb, .arg = arg, .name = name, .errors = errors,
-                         .max_errors = max_errors };
+                         .max_errors = max_errors, .keep = keep_to };
     struct buf line = { 0 };
     char chunk[16384];
     bool skipping = false;
@@ -346,12 +360,16 @@ int dmarc_rows_read(FILE *f, const char *name, dmarc_row_cb cb, void *arg, struc
     if (skipping || buf_size(&line) > 0) {
         rd.lineno++;
         bad(&rd, "last line has no newline (cut short); skipped");
+        keep(&rd, buf_ptr(&line), buf_size(&line));
+        keep(&rd, "\n", 1);
     }
     buf_free(&line);
     if (nrows != NULL)
         *nrows = rd.nrows;
     if (nbad != NULL)
         *nbad = rd.nbad;
+    if (err == 0 && keep_to != NULL && (rd.keep_failed || fflush(keep_to) != 0))
+        err = errno ? errno : EIO;
     if (err != 0) {
         errno = err;
         return -1;
@@ -365,7 +383,7 @@ static void add_cb(void *arg, const struct dmarc_row *r)
 }
 
 int dmarc_agg_read(struct dmarc_agg *a, FILE *f, const char *name, struct buf *errors,
-                   size_t max_errors, size_t *nrows, size_t *nbad)
+                   size_t max_errors, FILE *keep_to, size_t *nrows, size_t *nbad)
 {
-    return dmarc_rows_read(f, name, add_cb, a, errors, max_errors, nrows, nbad);
+    return dmarc_rows_read(f, name, add_cb, a, errors, max_errors, keep_to, nrows, nbad);
 }

@@ -89,7 +89,7 @@ struct dmarc_reports {
     struct server *srv;
     struct worker_pool *pool;
     struct event *pool_ev, *timer;
-    char *rows, *proc, *dir;
+    char *rows, *proc, *dir, *bad;   /* bad: rows.bad, the rows that did not parse */
     struct run *run;          /* NULL when idle */
     bool closing;
 };
@@ -193,10 +193,21 @@ static void read_work(void *arg)
         fail(run, "open");
         return;
     }
-    if (dmarc_agg_read(run->agg, f, run->d->proc, &run->row_errors, MAX_ROW_ERRORS,
+    /* A row that does not parse is not consumed with its file: it is
+     * copied to rows.bad, durably, before the processing file can go. */
+    FILE *bad = fopen(run->d->bad, "ae");
+    if (bad == NULL) {
+        fail(run, "open");
+        fclose(f);
+        return;
+    }
+    if (dmarc_agg_read(run->agg, f, run->d->proc, &run->row_errors, MAX_ROW_ERRORS, bad,
                        &run->nrows, &run->nbad) < 0)
         fail(run, "read");
+    else if (run->nbad > 0 && fsync(fileno(bad)) < 0)
+        fail(run, "fsync");
     fclose(f);
+    fclose(bad);
     if (run->fail_what != NULL)
         return;   /* keep the file; try again next time */
     run->nreps = dmarc_agg_count(run->agg);
@@ -279,7 +290,7 @@ static int keep_back(struct run *run)
     FILE *f = fopen(run->d->proc, "re");
     if (f == NULL)
         return fail(run, "open"), -1;
-    int r = dmarc_rows_read(f, run->d->proc, keep_row, &k, NULL, 0, NULL, NULL);
+    int r = dmarc_rows_read(f, run->d->proc, keep_row, &k, NULL, 0, NULL, NULL, NULL);
     fclose(f);
     if (r < 0) {
         fail(run, "read");
@@ -356,6 +367,8 @@ static void commit_done(void *arg)
     log_u64(&l, "bad_rows", run->nbad);
     log_u64(&l, "reports", run->nreps);
     log_str(&l, "rows_file", run->removed ? "consumed" : "kept");
+    if (run->nbad > 0)
+        log_str(&l, "bad_rows_file", run->d->bad);
     log_end(&l);
     run_free(run);
 }
@@ -504,6 +517,9 @@ struct dmarc_reports *dmarc_reports_start(struct server *srv)
     d->rows = xstrdup(buf_ptr(&b));
     buf_append_str(&b, ".processing");
     d->proc = b.data;
+    struct buf bad = { 0 };
+    buf_printf(&bad, "%s/rows.bad", d->dir);
+    d->bad = bad.data;
     if (fs_mkdirs(d->dir, 0700) < 0)
         log_kv(MW_LOG_ERROR, "dmarc_report_error", "file", d->dir, "operation", "mkdir",
                "error", strerror(errno), NULL);
@@ -533,5 +549,6 @@ void dmarc_reports_free(struct dmarc_reports *d)
     xfree(d->dir);
     xfree(d->rows);
     xfree(d->proc);
+    xfree(d->bad);
     xfree(d);
 }

@@ -357,3 +357,56 @@ def test_leftover_processing_file_is_sent_at_start(mw, tmp_path, schema):
     assert not (d / "rows.processing").exists()
     # the rows written before the crash but after the rename wait for the next period
     assert "192.0.2.8" in (d / "rows").read_text()
+
+
+def signed_spoof(subject, sigs):
+    return (f"From: ceo@good.test\r\nTo: bob@localhost\r\nSubject: {subject}\r\n" + sigs +
+            f"Message-ID: <{subject}@test>\r\n\r\nbody of {subject}\r\n").encode()
+
+
+@pytest.mark.parametrize("case", ["selector-256", "twenty-signatures", "long-and-many"])
+def test_spoof_cannot_drop_out_of_the_report(mw, tmp_path, schema, case):
+    # A spoof of a p=none domain with bogus DKIM-Signature fields the report
+    # cannot carry (s= of 256 bytes, more results than a row holds, rows
+    # over the line cap) is still counted: the writer leaves out what the
+    # report cannot carry, and nothing is dropped as a bad row.
+    start(mw, tmp_path)
+    sel = "s" * 256
+    if case == "selector-256":
+        sigs = f"DKIM-Signature: v=1; a=rsa-sha256; d=good.test; s={sel}; h=from; bh=x; b=y\r\n"
+    elif case == "twenty-signatures":
+        sigs = "".join(f"DKIM-Signature: v=1; a=rsa-sha256; d=d{i}.test; s=s{i}; h=from; bh=x; b=y\r\n"
+                       for i in range(20))
+    else:
+        # each result about 1.5 KiB once percent-encoded: 16 pass the row's line cap
+        sigs = "".join(f"DKIM-Signature: v=1; a=rsa-sha256; d={'%' * 240}{i:02}.test; "
+                       f"s={',' * 255}; h=from; bh=x; b=y\r\n" for i in range(20))
+    assert_reply(send_raw(mw, "x@outside.test", signed_spoof("spoof", sigs)), 250)
+    want = {("good.test", "127.0.0.1", "none", "fail", "fail", "good.test", "outside.test"): 1}
+    wait_reports(mw, schema, tmp_path, want)
+    ev = mw.wait_event("dmarc_report_run", rows_file="consumed")
+    assert ev["rows"] == "1" and ev["bad_rows"] == "0", ev
+    assert not mw.events("dmarc_row_error")
+
+
+def send_raw(mw, envelope_from, data):
+    with mw.session() as c:
+        return send_message(c, envelope_from, ["bob@localhost"], data)
+
+
+def test_row_that_does_not_parse_is_kept_not_consumed(mw, tmp_path, schema):
+    # a row the reader refuses (written by an older version, or damaged)
+    # goes to rows.bad, durably, and is logged; the good rows are reported
+    d = tmp_path / "mw" / "data" / "dmarc"
+    d.mkdir(parents=True)
+    good = ("DMARC1\t1700000000\t192.0.2.1\tgood.test\t-\tgood.test\tnone\tnone\t100"
+            "\tr\tr\tnone\tfail\tfail\thelo.test\tnone\t-\tmailto%3Admarc@localhost\n")
+    bad = good.replace("\t100\t", "\t101\t")
+    (d / "rows").write_text(good + bad + "DMARC1\tgarbage\n")
+    start(mw, tmp_path)
+    want = {("good.test", "192.0.2.1", "none", "fail", "fail", "good.test", ""): 1}
+    wait_reports(mw, schema, tmp_path, want)
+    ev = mw.wait_event("dmarc_report_run", rows_file="consumed")
+    assert ev["bad_rows"] == "2" and ev["bad_rows_file"].endswith("dmarc/rows.bad"), ev
+    assert (d / "rows.bad").read_text() == bad + "DMARC1\tgarbage\n"
+    assert len(mw.events("dmarc_row_error")) == 2

@@ -263,6 +263,71 @@ static void test_row_bad(void **state)
     xfree(big);
 }
 
+static int parse_formatted(const struct dmarc_row *r, struct dmarc_row_parsed *p)
+{
+    struct buf line = { 0 };
+    dmarc_row_format(r, &line);
+    assert_true(buf_size(&line) > 0 && line.data[buf_size(&line) - 1] == '\n');
+    const char *why = NULL;
+    int rc = dmarc_row_parse(buf_ptr(&line), buf_size(&line) - 1, p, &why);
+    if (rc < 0)
+        fail_msg("formatted row does not parse: %s", why);
+    buf_free(&line);
+    return rc;
+}
+
+/* The writer writes only what the reader takes: a spoof with a selector of
+ * 256 bytes, or results that together pass the line cap, still makes a
+ * row that is read and counted. */
+static void test_row_writer_speaks_reader_language(void **state)
+{
+    (void)state;
+    char *long_sel = xmalloc(257), *max_sel = xmalloc(256), *nasty = xmalloc(256);
+    memset(long_sel, 's', 256), long_sel[256] = '\0';
+    memset(max_sel, 'm', 255), max_sel[255] = '\0';
+    memset(nasty, ',', 255), nasty[255] = '\0';   /* 765 bytes once encoded */
+    struct dmarc_row r = base_row();
+    struct dmarc_row_parsed p;
+    r.dkim[0] = (struct dmarc_row_dkim){ "bogus.test", long_sel, "permerror" };
+    r.dkim[1] = (struct dmarc_row_dkim){ "example.com", max_sel, "pass" };
+    r.ndkim = 2;
+    parse_formatted(&r, &p);
+    assert_int_equal(p.row.ndkim, 1);                  /* the 256-byte one left out */
+    assert_string_equal(p.row.dkim[0].selector, max_sel);
+    assert_string_equal(p.row.source_ip, "192.0.2.1");
+    dmarc_row_parsed_free(&p);
+    /* 16 results of 2 x 765 encoded bytes: over DMARC_ROW_MAX_LINE; the
+     * passes go first, the row stays under the cap */
+    r = base_row();
+    r.ndkim = DMARC_ROW_MAX_DKIM;
+    for (size_t i = 0; i < DMARC_ROW_MAX_DKIM; i++)
+        r.dkim[i] = (struct dmarc_row_dkim){ nasty, nasty, i == 15 ? "pass" : "fail" };
+    parse_formatted(&r, &p);
+    assert_true(p.row.ndkim > 0 && p.row.ndkim < DMARC_ROW_MAX_DKIM);
+    assert_string_equal(p.row.dkim[0].result, "pass");
+    dmarc_row_parsed_free(&p);
+    /* every entry unusable: the row says no DKIM result, and is counted */
+    r = base_row();
+    r.dkim[0].selector = long_sel, r.dkim[1].domain = long_sel;
+    parse_formatted(&r, &p);
+    assert_int_equal(p.row.ndkim, 0);
+    dmarc_row_parsed_free(&p);
+    /* a rua URI the reader would refuse is left out of the row */
+    char *long_uri = xmalloc(2100);
+    memcpy(long_uri, "mailto:", 7), memset(long_uri + 7, 'u', 2090), long_uri[2097] = '\0';
+    struct dmarc_uri two[2] = { { .uri = long_uri, .mailto = true }, uris[0] };
+    r = base_row();
+    r.rua = two, r.nrua = 2;
+    parse_formatted(&r, &p);
+    assert_int_equal(p.row.nrua, 1);
+    assert_string_equal(p.row.rua[0].uri, "mailto:dmarc@localhost");
+    dmarc_row_parsed_free(&p);
+    xfree(long_uri);
+    xfree(long_sel);
+    xfree(max_sel);
+    xfree(nasty);
+}
+
 static void count_cb(void *arg, const struct dmarc_row *r)
 {
     size_t *n = arg;
@@ -275,7 +340,7 @@ static size_t read_text(const char *text, size_t len, struct buf *errors, size_t
     FILE *f = fmemopen((void *)text, len, "r");
     assert_non_null(f);
     size_t rows = 0, seen = 0;
-    assert_int_equal(dmarc_rows_read(f, "rows", count_cb, &seen, errors, 10, &rows, nbad), 0);
+    assert_int_equal(dmarc_rows_read(f, "rows", count_cb, &seen, errors, 10, NULL, &rows, nbad), 0);
     fclose(f);
     assert_int_equal(rows, seen);
     return rows;
@@ -304,6 +369,21 @@ static void test_rows_stream(void **state)
                         "rows:2: not 18 tab-separated fields\n"
                         "rows:4: line too long\n"
                         "rows:505: last line has no newline (cut short); skipped\n");
+    /* with keep, every bad line is copied as it was */
+    char *kept = NULL;
+    size_t kept_len = 0;
+    FILE *k = open_memstream(&kept, &kept_len);
+    FILE *f = fmemopen((void *)buf_ptr(&text), buf_size(&text), "r");
+    size_t seen = 0;
+    assert_int_equal(dmarc_rows_read(f, "rows", count_cb, &seen, NULL, 0, k, NULL, NULL), 0);
+    fclose(f);
+    fclose(k);
+    assert_int_equal(seen, 502);
+    assert_int_equal(kept_len, strlen("garbage\n") + DMARC_ROW_MAX_LINE + 11 +
+                                   strlen("DMARC1\t17000\n"));
+    assert_memory_equal(kept, "garbage\nxxx", 11);
+    assert_memory_equal(kept + kept_len - 14, "\nDMARC1\t17000\n", 14);
+    free(kept);
     /* the error list is capped, the count is not */
     buf_reset(&text);
     buf_reset(&errors);
@@ -787,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_row_round_trip),
         cmocka_unit_test(test_row_bad),
         cmocka_unit_test(test_rows_stream),
+        cmocka_unit_test(test_row_writer_speaks_reader_language),
         cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_aggregation_many),
         cmocka_unit_test(test_xml_escape),
