@@ -74,6 +74,7 @@ struct run {
     struct dmarc_dkim_input *dkim;   /* for DMARC: d= and pass of each signature */
     char **dkim_d;                   /* the d= strings dkim points to */
     size_t ndkim;
+    size_t dkim_skipped;     /* DKIM-Signature fields over the limit */
     char *spf_domain;
     bool spf_pass;
 };
@@ -184,12 +185,14 @@ static void on_dkim(void *arg, const struct dkim_sig_result *res, size_t n)
 {
     struct run *run = arg;
     dkim_authres(&run->ar, res, n);
+    dkim_authres_skipped(&run->ar, run->dkim_skipped);
     run->dkim = xcalloc(n ? n : 1, sizeof(*run->dkim));
     run->dkim_d = xcalloc(n ? n : 1, sizeof(*run->dkim_d));
     for (size_t i = 0; i < n; i++) {
         run->dkim_d[i] = xstrdup(res[i].d);
         run->dkim[i] = (struct dmarc_dkim_input){ .domain = run->dkim_d[i],
-                                                  .pass = res[i].result == DKIM_PASS };
+                                                  .pass = res[i].result == DKIM_PASS,
+                                                  .temperror = res[i].result == DKIM_TEMPERROR };
     }
     run->ndkim = n;
     finished(run);
@@ -251,7 +254,9 @@ static int evaluate(void *arg, const struct buf *msg)
     run->spf_pass = false;
     authres_begin(&run->ar, run->authserv);
     struct dkim_verify_opts o = { .now = a->now };
-    dkim_verify_opt(&run->r, buf_ptr(msg), buf_size(msg), &o, on_dkim, run);
+    struct dkim_verify *v = dkim_verify_new(buf_ptr(msg), buf_size(msg), &o);
+    run->dkim_skipped = dkim_verify_skipped(v);
+    dkim_verify_keys(v, &run->r, on_dkim, run);
     wait_done(run);
     if (a->ip != NULL) {
         struct spf_request req = {

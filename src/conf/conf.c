@@ -329,6 +329,7 @@ static cfg_opt_t root_opts[] = {
     CFG_BOOL("spf_reject_fail", cfg_false, CFGF_NONE),
     CFG_BOOL("spf_temperror_defer", cfg_false, CFGF_NONE),
     CFG_INT("spf_timeout", 20, CFGF_NONE),
+    CFG_INT("dkim_timeout", 20, CFGF_NONE),
     CFG_STR("users_file", "", CFGF_NONE),
     CFG_STR_LIST("relay_networks", "{}", CFGF_NONE),
     CFG_INT("auth_failures", 5, CFGF_NONE),
@@ -356,7 +357,7 @@ static void install_validators(cfg_t *cfg)
 {
     static const char *const positive[] = {
         "max_errors", "command_timeout", "data_timeout", "max_connections",
-        "max_connections_per_ip", "retry_min", "retry_max", "spf_timeout",
+        "max_connections_per_ip", "retry_min", "retry_max", "spf_timeout", "dkim_timeout",
     };
     for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++)
         cfg_set_validate_func(cfg, positive[i], v_positive);
@@ -517,6 +518,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->spf_reject_fail = cfg_getbool(cfg, "spf_reject_fail");
     c->spf_temperror_defer = cfg_getbool(cfg, "spf_temperror_defer");
     c->spf_timeout = (unsigned)cfg_getint(cfg, "spf_timeout");
+    c->dkim_timeout = (unsigned)cfg_getint(cfg, "dkim_timeout");
     build_access(cfg, c);
     c->ncert = cfg_size(cfg, "certificate");
     c->certs = xcalloc(c->ncert ? c->ncert : 1, sizeof(*c->certs));

@@ -96,6 +96,7 @@ struct mw_config {
     bool spf_reject_fail;
     bool spf_temperror_defer;
     unsigned spf_timeout;     /* seconds for all of one check's lookups */
+    unsigned dkim_timeout;    /* seconds for all of one message's DKIM key lookups */
     /* submission and access control */
     char *users_file;         /* "": <data_dir>/users */
     struct cidr *relay_networks;

@@ -4,7 +4,8 @@
  *
  * Verifier: pull-style like spf.h. dkim_verify_new() takes the whole
  * message (CRLF or LF line ends) and does all the local work at once: it
- * finds every DKIM-Signature field (at most DKIM_MAX_SIGS), parses and
+ * finds the DKIM-Signature fields (at most DKIM_MAX_SIGS, see verify.c for
+ * which when there are more), parses and
  * checks each, computes its body hash and its header hash input, so the
  * message need not outlive the call. Then the caller loops:
  * dkim_verify_step() either says DKIM_STEP_DONE or hands out one TXT
@@ -71,9 +72,12 @@ struct dkim_sig_result {
 struct dkim_verify_opts {
     uint64_t now;               /* seconds since the epoch; 0: the clock */
     bool accept_partial_body;   /* l= shorter than the body may still pass */
+    const char *from_domain;    /* the From domain, to order the signatures;
+                                   NULL: read from the message */
 };
 
 struct dkim_verify;
+typedef void (*dkim_done_cb)(void *arg, const struct dkim_sig_result *res, size_t n);
 enum dkim_step { DKIM_STEP_DNS, DKIM_STEP_DONE };
 
 struct dkim_verify *dkim_verify_new(const char *msg, size_t len, const struct dkim_verify_opts *o);
@@ -82,10 +86,20 @@ void dkim_verify_free(struct dkim_verify *v);
  * the next call; answer it with dkim_verify_answer(). */
 enum dkim_step dkim_verify_step(struct dkim_verify *v, const char **name, enum dns_type *type);
 void dkim_verify_answer(struct dkim_verify *v, const struct dns_answer *ans);
-/* After DKIM_STEP_DONE: one result per signature, in message order. */
+/* After DKIM_STEP_DONE: one result per evaluated signature (those near
+ * the From domain first, then in message order). */
 const struct dkim_sig_result *dkim_verify_results(const struct dkim_verify *v, size_t *n);
+/* DKIM-Signature fields that were not evaluated (over DKIM_MAX_SIGS). */
+size_t dkim_verify_skipped(const struct dkim_verify *v);
 
-typedef void (*dkim_done_cb)(void *arg, const struct dkim_sig_result *res, size_t n);
+/* Ask for every key at once over r and call done(arg, res, n) once all
+ * are answered; takes v and frees it (after done, once no answer can come
+ * back). dkim_verify_expire(v), before done was called, gives temperror
+ * to every signature still waiting and calls done at once: the caller's
+ * deadline (dkim_timeout). */
+void dkim_verify_keys(struct dkim_verify *v, struct dns_resolver *r, dkim_done_cb done, void *arg);
+void dkim_verify_expire(struct dkim_verify *v);
+
 /* Verify msg over r; done is called exactly once; res lives during the call. */
 void dkim_verify(struct dns_resolver *r, const char *msg, size_t len, time_t now,
                  dkim_done_cb done, void *arg);
@@ -98,6 +112,9 @@ struct authres;
 /* One "dkim=" entry per result (RFC 8601, header.d/s/b/a/i); "dkim=none"
  * for a message without signatures. */
 void dkim_authres(struct authres *ar, const struct dkim_sig_result *res, size_t n);
+/* "dkim=permerror (N more DKIM-Signature fields not evaluated ...)", or
+ * nothing for 0. */
+void dkim_authres_skipped(struct authres *ar, size_t skipped);
 
 /* ---- keys ---------------------------------------------------------------- */
 

@@ -46,6 +46,9 @@ struct dkim_tags {
 int dkim_tags_parse(const char *s, size_t n, struct dkim_tags *out, const char **why);
 const struct dkim_tag *dkim_tag_find(const struct dkim_tags *t, const char *name);
 bool dkim_tag_is(const struct dkim_tag *t, const char *lit);   /* case-insensitive value */
+/* The value is a colon-separated list (h=, q=, s=, t=) holding word, compared
+ * without case, white space around the entries ignored. */
+bool dkim_tag_list_has(const struct dkim_tag *t, const char *word);
 
 struct dkim_hdr {
     const char *p;     /* start of the field */
@@ -55,6 +58,17 @@ struct dkim_hdr {
 
 /* Returns the number of fields (array in *hdrs, xfree it) and the body offset. */
 size_t dkim_msg_split(const char *msg, size_t len, struct dkim_hdr **hdrs, size_t *body_off);
+
+/* The fields of a split message indexed by name (hindex.c), for h=:
+ * take() returns the next field of that name from the bottom that this
+ * signature has not taken yet (each instance once, RFC 6376 5.4.2), or -1;
+ * reset() makes every field available again for the next signature. Cost:
+ * O(fields) to build, O(1) per take. */
+struct dkim_hindex;
+struct dkim_hindex *dkim_hindex_new(const struct dkim_hdr *h, size_t n);
+void dkim_hindex_free(struct dkim_hindex *x);
+void dkim_hindex_reset(struct dkim_hindex *x);
+long dkim_hindex_take(struct dkim_hindex *x, const char *name, size_t n);
 bool dkim_hdr_named(const struct dkim_hdr *h, const char *name, size_t n);
 void dkim_canon_header(enum dkim_canon c, const char *p, size_t len, struct buf *out);
 void dkim_canon_body(enum dkim_canon c, const char *p, size_t len, struct buf *out);

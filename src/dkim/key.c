@@ -189,26 +189,6 @@ void dkim_key_free(struct dkim_key *k)
 
 /* ---- key records ---------------------------------------------------------- */
 
-/* Does the colon-separated list in t hold word (case-insensitive)? */
-static bool list_has(const struct dkim_tag *t, const char *word)
-{
-    size_t i = 0;
-    while (i <= t->val_len) {
-        size_t j = i;
-        while (j < t->val_len && t->val[j] != ':')
-            j++;
-        size_t a = i, b = j;
-        while (a < b && strchr(" \t\r\n", t->val[a]) != NULL)
-            a++;
-        while (b > a && strchr(" \t\r\n", t->val[b - 1]) != NULL)
-            b--;
-        if (str_ieq(t->val + a, b - a, word))
-            return true;
-        i = j + 1;
-    }
-    return false;
-}
-
 static EVP_PKEY *decode_pub(enum dkim_key_type type, const struct buf *raw)
 {
     const unsigned char *p = (const unsigned char *)buf_ptr(raw);
@@ -244,10 +224,10 @@ int dkim_keyrec_parse(const char *s, size_t n, struct dkim_keyrec *out, const ch
         out->type = DKIM_KEY_ED25519;
     else
         return *why = "key record has an unknown k=", -1;
-    out->sha256_ok = h == NULL || list_has(h, "sha256");
-    out->email_ok = sv == NULL || list_has(sv, "*") || list_has(sv, "email");
-    out->testing = t != NULL && list_has(t, "y");
-    out->strict = t != NULL && list_has(t, "s");
+    out->sha256_ok = h == NULL || dkim_tag_list_has(h, "sha256");
+    out->email_ok = sv == NULL || dkim_tag_list_has(sv, "*") || dkim_tag_list_has(sv, "email");
+    out->testing = t != NULL && dkim_tag_list_has(t, "y");
+    out->strict = t != NULL && dkim_tag_list_has(t, "s");
     if (p == NULL)
         return *why = "key record has no p=", -1;
     if (p->val_len == 0) {

@@ -108,3 +108,23 @@ bool dkim_tag_is(const struct dkim_tag *t, const char *lit)
 {
     return t != NULL && str_ieq(t->val, t->val_len, lit);
 }
+
+/* Does the colon-separated list in t hold word (case-insensitive)? */
+bool dkim_tag_list_has(const struct dkim_tag *t, const char *word)
+{
+    size_t i = 0;
+    while (i <= t->val_len) {
+        size_t j = i;
+        while (j < t->val_len && t->val[j] != ':')
+            j++;
+        size_t a = i, b = j;
+        while (a < b && strchr(" \t\r\n", t->val[a]) != NULL)
+            a++;
+        while (b > a && strchr(" \t\r\n", t->val[b - 1]) != NULL)
+            b--;
+        if (str_ieq(t->val + a, b - a, word))
+            return true;
+        i = j + 1;
+    }
+    return false;
+}

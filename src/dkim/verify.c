@@ -8,15 +8,21 @@
  * From, i= within d=, t=/x= against the caller's clock, l=, the body hash
  * (one canonical body per body canonicalization, shared by the signatures)
  * and the header hash input (h= fields picked bottom-up, each instance once,
- * then this field with the b= value removed and no final CRLF). A
- * signature that survives waits for its key: dkim_verify_step() hands out
- * <s>._domainkey.<d> TXT, one question at a time in message order, and
- * dkim_verify_answer() finishes that signature.
+ * then this field with the b= value removed and no final CRLF; the fields
+ * are found through a name index, so the work is linear in the message).
+ * At most DKIM_MAX_SIGS signatures are evaluated: those near the From
+ * domain first, then the other parseable ones, junk last, so unparseable
+ * fields cannot push a real signature out. A signature that survives waits
+ * for its key: dkim_verify_keys() asks for every key at once and
+ * dkim_verify_expire() ends the wait (temperror for what has not
+ * answered); the pull form, dkim_verify_step() and dkim_verify_answer(),
+ * hands out one question at a time.
  *
  * Result words: see dkim.h. Reasons are short texts for logs and the
  * Authentication-Results comment.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +32,7 @@
 #include "core/xmalloc.h"
 #include "dkim/dkim_int.h"
 #include "msg/authres.h"
+#include "msg/author.h"
 
 #define MAX_H 128           /* names in h= */
 #define FUTURE_SLACK 300    /* seconds of clock skew tolerated for t= */
@@ -38,9 +45,18 @@ struct vsig {
     bool need_key;
 };
 
+struct keyq {              /* one key lookup in flight */
+    struct dkim_verify *v;
+    size_t k;
+};
+
 struct dkim_verify {
-    dkim_done_cb done;   /* dkim_verify_opt(): whom to tell */
+    dkim_done_cb done;   /* dkim_verify_keys(): whom to tell */
     void *done_arg;
+    struct keyq q[DKIM_MAX_SIGS];
+    size_t pending;      /* lookups in flight, plus one while asking */
+    bool finished;       /* done has been called */
+    size_t skipped;      /* DKIM-Signature fields past DKIM_MAX_SIGS */
     struct vsig sig[DKIM_MAX_SIGS];
     struct dkim_sig_result res[DKIM_MAX_SIGS];
     size_t n, cur;
@@ -104,25 +120,6 @@ static bool identity_ok(const char *i, const char *d, bool strict)
     return !strict && dn > n && dom[dn - n - 1] == '.' && strcasecmp(dom + dn - n, d) == 0;
 }
 
-static bool h_has_from(const struct dkim_tag *h)
-{
-    size_t i = 0;
-    while (i <= h->val_len) {
-        size_t j = i;
-        while (j < h->val_len && h->val[j] != ':')
-            j++;
-        size_t a = i, b = j;
-        while (a < b && strchr(" \t\r\n", h->val[a]) != NULL)
-            a++;
-        while (b > a && strchr(" \t\r\n", h->val[b - 1]) != NULL)
-            b--;
-        if (str_ieq(h->val + a, b - a, "from"))
-            return true;
-        i = j + 1;
-    }
-    return false;
-}
-
 static int get_num(const struct dkim_tags *t, const char *name, uint64_t max, uint64_t *out,
                    bool *has)
 {
@@ -160,9 +157,10 @@ static const char *check_tags(struct dkim_verify *v, size_t k, const struct dkim
     if (g != NULL && dkim_canon_parse(g->val, g->val_len, hc, bc) < 0)
         return "unknown canonicalization c=";
     g = dkim_tag_find(t, "q");
-    if (g != NULL && !dkim_tag_is(g, "dns/txt"))
-        return "unsupported query method q=";
-    if (!h_has_from(dkim_tag_find(t, "h")))
+    /* q= is a list; methods other than dns/txt are ignored (RFC 6376 3.5) */
+    if (g != NULL && !dkim_tag_list_has(g, "dns/txt"))
+        return "no supported query method in q=";
+    if (!dkim_tag_list_has(dkim_tag_find(t, "h"), "from"))
         return "h= does not include From";
     if (!name_ok(vs->d) || !name_ok(vs->s))
         return "malformed d= or s=";
@@ -228,11 +226,12 @@ static int check_body(struct dkim_verify *v, size_t k, const struct dkim_tags *t
 
 /* The header hash input: h= fields bottom-up, then this field without b=. */
 static int build_hdata(struct dkim_verify *v, size_t k, const struct dkim_tags *t,
-                       const struct dkim_hdr *hdrs, size_t nh, size_t self, enum dkim_canon hc)
+                       const struct dkim_hdr *hdrs, struct dkim_hindex *idx, size_t self,
+                       enum dkim_canon hc)
 {
     struct vsig *vs = &v->sig[k];
     const struct dkim_tag *h = dkim_tag_find(t, "h");
-    bool *used = xcalloc(nh + 1, sizeof(*used));
+    dkim_hindex_reset(idx);
     size_t i = 0, count = 0;
     while (i <= h->val_len) {
         size_t j = i;
@@ -243,20 +242,13 @@ static int build_hdata(struct dkim_verify *v, size_t k, const struct dkim_tags *
             a++;
         while (b > a && strchr(" \t\r\n", h->val[b - 1]) != NULL)
             b--;
-        if (a == b || ++count > MAX_H) {
-            xfree(used);
+        if (a == b || ++count > MAX_H)
             return set(v, k, DKIM_PERMERROR, "malformed h="), -1;
-        }
-        for (size_t m = nh; m-- > 0;) {
-            if (!used[m] && dkim_hdr_named(&hdrs[m], h->val + a, b - a)) {
-                used[m] = true;
-                dkim_canon_header(hc, hdrs[m].p, hdrs[m].len, &vs->hdata);
-                break;
-            }
-        }
+        long m = dkim_hindex_take(idx, h->val + a, b - a);
+        if (m >= 0)
+            dkim_canon_header(hc, hdrs[m].p, hdrs[m].len, &vs->hdata);
         i = j + 1;
     }
-    xfree(used);
     const struct dkim_hdr *sh = &hdrs[self];
     size_t off = sh->name_len;
     while (sh->p[off] != ':')
@@ -318,8 +310,8 @@ static void empty_fields(struct dkim_verify *v, size_t k)
     v->res[k].i = vs->i;
 }
 
-static void prepare_sig(struct dkim_verify *v, size_t k, const struct dkim_hdr *hdrs, size_t nh,
-                        size_t self)
+static void prepare_sig(struct dkim_verify *v, size_t k, const struct dkim_hdr *hdrs,
+                        struct dkim_hindex *idx, size_t self)
 {
     const struct dkim_hdr *sh = &hdrs[self];
     const char *colon = memchr(sh->p, ':', sh->len);
@@ -344,13 +336,62 @@ static void prepare_sig(struct dkim_verify *v, size_t k, const struct dkim_hdr *
         set(v, k, DKIM_PERMERROR, "malformed b=");
         return;
     }
-    if (check_body(v, k, &t, bc) < 0 || build_hdata(v, k, &t, hdrs, nh, self, hc) < 0)
+    if (check_body(v, k, &t, bc) < 0 || build_hdata(v, k, &t, hdrs, idx, self, hc) < 0)
         return;
     struct buf q = { 0 };
     buf_printf(&q, "%s._domainkey.%s", v->sig[k].s, v->sig[k].d);
     v->sig[k].qname = xstrdup(buf_ptr(&q));
     buf_free(&q);
     v->sig[k].need_key = true;
+}
+
+/* d= and the From domain are the same or one is a subdomain of the other:
+ * a cheap stand-in for DMARC alignment, good enough to order the slots. */
+static bool near_from(const char *d, size_t dn, const char *from)
+{
+    size_t fn = strlen(from);
+    if (dn == 0 || fn == 0)
+        return false;
+    if (dn == fn)
+        return strncasecmp(d, from, dn) == 0;
+    const char *lng = dn > fn ? d : from, *sht = dn > fn ? from : d;
+    size_t ln = dn > fn ? dn : fn, sn = dn > fn ? fn : dn;
+    return lng[ln - sn - 1] == '.' && strncasecmp(lng + ln - sn, sht, sn) == 0;
+}
+
+/* The DKIM-Signature fields to evaluate, at most DKIM_MAX_SIGS: first
+ * those whose tag list parses and whose d= is near the From domain, then
+ * the other parseable ones, then the unparseable ones, each in message
+ * order. Junk fields thus never take a real signature's slot. */
+static size_t choose_signatures(const char *msg, size_t len, const struct dkim_verify_opts *o,
+                                const struct dkim_hdr *hdrs, size_t nh,
+                                size_t slots[DKIM_MAX_SIGS], size_t *skipped)
+{
+    struct msg_author au = { 0 };
+    const char *from = o != NULL ? o->from_domain : NULL;
+    if (from == NULL)
+        from = msg_author(msg, len, &au) == MSG_AUTHOR_OK ? au.mb[0].domain : "";
+    size_t n = 0, total = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t j = 0; j < nh; j++) {
+            if (!dkim_hdr_named(&hdrs[j], "DKIM-Signature", 14))
+                continue;
+            total += pass == 0;
+            const char *colon = memchr(hdrs[j].p, ':', hdrs[j].len);
+            size_t off = (size_t)(colon - hdrs[j].p) + 1;
+            struct dkim_tags t;
+            const char *why;
+            bool parses = dkim_tags_parse(hdrs[j].p + off, hdrs[j].len - off, &t, &why) == 0;
+            const struct dkim_tag *d = parses ? dkim_tag_find(&t, "d") : NULL;
+            bool near = d != NULL && near_from(d->val, d->val_len, from);
+            int kind = near ? 0 : parses ? 1 : 2;
+            if (kind == pass && n < DKIM_MAX_SIGS)
+                slots[n++] = j;
+        }
+    }
+    msg_author_free(&au);
+    *skipped = total - n;
+    return n;
 }
 
 struct dkim_verify *dkim_verify_new(const char *msg, size_t len, const struct dkim_verify_opts *o)
@@ -363,14 +404,16 @@ struct dkim_verify *dkim_verify_new(const char *msg, size_t len, const struct dk
     v->accept_partial = o != NULL && o->accept_partial_body;
     v->msg_body = msg + body_off;
     v->body_len = len - body_off;
-    for (size_t j = 0; j < nh && v->n < DKIM_MAX_SIGS; j++) {
-        if (!dkim_hdr_named(&hdrs[j], "DKIM-Signature", 14))
-            continue;
+    size_t slots[DKIM_MAX_SIGS];
+    size_t nslots = choose_signatures(msg, len, o, hdrs, nh, slots, &v->skipped);
+    struct dkim_hindex *idx = nslots > 0 ? dkim_hindex_new(hdrs, nh) : NULL;
+    for (size_t j = 0; j < nslots; j++) {
         size_t k = v->n++;
         v->res[k].result = DKIM_NONE;
         v->res[k].reason = "";
-        prepare_sig(v, k, hdrs, nh, j);
+        prepare_sig(v, k, hdrs, idx, slots[j]);
     }
+    dkim_hindex_free(idx);
     xfree(hdrs);
     for (int c = 0; c < 2; c++)
         buf_free(&v->body[c]);
@@ -436,6 +479,62 @@ void dkim_verify_answer(struct dkim_verify *v, const struct dns_answer *ans)
         on_key(v, v->cur, ans);
 }
 
+size_t dkim_verify_skipped(const struct dkim_verify *v)
+{
+    return v->skipped;
+}
+
+/* Tell the caller once every lookup is answered (or expired), and free
+ * the verifier once no lookup can come back to it. */
+static void keys_settle(struct dkim_verify *v)
+{
+    if (!v->finished && v->pending == 0) {
+        v->finished = true;
+        v->done(v->done_arg, v->res, v->n);
+    }
+    if (v->finished && v->pending == 0)
+        dkim_verify_free(v);
+}
+
+static void key_answered(void *arg, const struct dns_answer *ans)
+{
+    struct keyq *q = arg;
+    struct dkim_verify *v = q->v;
+    if (!v->finished && v->sig[q->k].need_key)
+        on_key(v, q->k, ans);
+    v->pending--;
+    keys_settle(v);
+}
+
+void dkim_verify_keys(struct dkim_verify *v, struct dns_resolver *r, dkim_done_cb done, void *arg)
+{
+    v->done = done;
+    v->done_arg = arg;
+    v->pending = 1;   /* while asking: answers may come before dns_resolve() returns */
+    for (size_t k = 0; k < v->n; k++) {
+        if (!v->sig[k].need_key)
+            continue;
+        v->q[k] = (struct keyq){ .v = v, .k = k };
+        v->pending++;
+        dns_resolve(r, v->sig[k].qname, DNS_T_TXT, key_answered, &v->q[k]);
+    }
+    v->pending--;
+    keys_settle(v);
+}
+
+void dkim_verify_expire(struct dkim_verify *v)
+{
+    if (v->finished)
+        return;
+    for (size_t k = 0; k < v->n; k++)
+        if (v->sig[k].need_key)
+            set(v, k, DKIM_TEMPERROR, "key lookup did not finish in time");
+    v->finished = true;
+    v->done(v->done_arg, v->res, v->n);
+    if (v->pending == 0)
+        dkim_verify_free(v);
+}
+
 const struct dkim_sig_result *dkim_verify_results(const struct dkim_verify *v, size_t *n)
 {
     *n = v->n;
@@ -466,36 +565,10 @@ const char *dkim_result_name(enum dkim_result r)
 
 /* ---- the driver over dns/ -------------------------------------------------- */
 
-static bool step_next(void *ev, const char **name, enum dns_type *type)
-{
-    return dkim_verify_step(ev, name, type) == DKIM_STEP_DNS;
-}
-
-static void step_answer(void *ev, const struct dns_answer *ans)
-{
-    dkim_verify_answer(ev, ans);
-}
-
-static void step_finish(void *ev)
-{
-    struct dkim_verify *v = ev;
-    size_t n;
-    const struct dkim_sig_result *res = dkim_verify_results(v, &n);
-    v->done(v->done_arg, res, n);
-    dkim_verify_free(v);
-}
-
-static const struct dns_stepper dkim_stepper = {
-    .next = step_next, .answer = step_answer, .finish = step_finish,
-};
-
 void dkim_verify_opt(struct dns_resolver *r, const char *msg, size_t len,
                      const struct dkim_verify_opts *o, dkim_done_cb done, void *arg)
 {
-    struct dkim_verify *v = dkim_verify_new(msg, len, o);
-    v->done = done;
-    v->done_arg = arg;
-    dns_drive(r, &dkim_stepper, v);
+    dkim_verify_keys(dkim_verify_new(msg, len, o), r, done, arg);
 }
 
 void dkim_verify(struct dns_resolver *r, const char *msg, size_t len, time_t now,
@@ -503,6 +576,16 @@ void dkim_verify(struct dns_resolver *r, const char *msg, size_t len, time_t now
 {
     struct dkim_verify_opts o = { .now = now > 0 ? (uint64_t)now : 0 };
     dkim_verify_opt(r, msg, len, &o, done, arg);
+}
+
+void dkim_authres_skipped(struct authres *ar, size_t skipped)
+{
+    if (skipped == 0)
+        return;
+    char why[96];
+    snprintf(why, sizeof(why), "%zu more DKIM-Signature field%s not evaluated (limit %d)",
+             skipped, skipped == 1 ? "" : "s", DKIM_MAX_SIGS);
+    authres_method(ar, "dkim", "permerror", why);
 }
 
 void dkim_authres(struct authres *ar, const struct dkim_sig_result *res, size_t n)

@@ -52,6 +52,8 @@ struct dmarc_eval {
     char *from_domain, *org_domain, *spf_domain;
     char **dkim;               /* d= of the passing signatures, normalized */
     size_t ndkim;
+    char **dkim_temp;          /* d= of the signatures whose key lookup failed */
+    size_t ndkim_temp;
     unsigned draw;
     struct dmarc_record rec;
     bool have_rec, exist_unknown;
@@ -165,13 +167,19 @@ unsigned dmarc_pct_draw(uint64_t *state)
 
 /* ---- From (6.6.1) ------------------------------------------------------------ */
 
-static enum dmarc_from from_domain(const char *msg, size_t len, char **domain, size_t *line)
+static enum dmarc_from from_domain(const char *msg, size_t len, const struct msg_author *given,
+                                   char **domain, size_t *line)
 {
-    struct msg_author a;
+    struct msg_author own = { 0 };
+    const struct msg_author *a = given;
+    if (a == NULL) {
+        msg_author(msg, len, &own);
+        a = &own;
+    }
     enum dmarc_from r = DMARC_FROM_OK;
-    switch (msg_author(msg, len, &a)) {
+    switch (a->status) {
     case MSG_AUTHOR_OK:
-        if ((*domain = norm_domain(a.mb[0].domain)) == NULL)
+        if ((*domain = norm_domain(a->mb[0].domain)) == NULL)
             r = DMARC_FROM_NO_DOMAIN;
         break;
     case MSG_AUTHOR_BAD_HEADER: r = DMARC_FROM_HEADER; break;
@@ -182,8 +190,8 @@ static enum dmarc_from from_domain(const char *msg, size_t len, char **domain, s
     case MSG_AUTHOR_AMBIGUOUS: r = DMARC_FROM_AMBIGUOUS; break;
     case MSG_AUTHOR_MAILBOXES: r = DMARC_FROM_MAILBOXES; break;
     }
-    *line = a.line;
-    msg_author_free(&a);
+    *line = a->line;
+    msg_author_free(&own);
     return r;
 }
 
@@ -223,7 +231,12 @@ static void keep_passes(struct dmarc_eval *e, const struct dmarc_request *req)
     if (req->spf_pass && req->spf_domain != NULL)
         e->spf_domain = norm_domain(req->spf_domain);
     e->dkim = xcalloc(req->ndkim ? req->ndkim : 1, sizeof(*e->dkim));
+    e->dkim_temp = xcalloc(req->ndkim ? req->ndkim : 1, sizeof(*e->dkim_temp));
     for (size_t i = 0; i < req->ndkim; i++) {
+        char *t = req->dkim[i].temperror && req->dkim[i].domain != NULL
+                      ? norm_domain(req->dkim[i].domain) : NULL;
+        if (t != NULL)
+            e->dkim_temp[e->ndkim_temp++] = t;
         char *d = req->dkim[i].pass && req->dkim[i].domain != NULL
                       ? norm_domain(req->dkim[i].domain) : NULL;
         if (d != NULL)
@@ -231,13 +244,19 @@ static void keep_passes(struct dmarc_eval *e, const struct dmarc_request *req)
     }
 }
 
-static const char *dkim_aligned(const struct dmarc_eval *e, enum dmarc_align mode)
+static const char *first_aligned(const struct dmarc_eval *e, char *const *d, size_t n,
+                                 enum dmarc_align mode)
 {
-    for (size_t i = 0; i < e->ndkim; i++) {
-        if (aligned_norm(e->dkim[i], e->from_domain, e->org_domain, mode))
-            return e->dkim[i];
+    for (size_t i = 0; i < n; i++) {
+        if (aligned_norm(d[i], e->from_domain, e->org_domain, mode))
+            return d[i];
     }
     return NULL;
+}
+
+static const char *dkim_aligned(const struct dmarc_eval *e, enum dmarc_align mode)
+{
+    return first_aligned(e, e->dkim, e->ndkim, mode);
 }
 
 /* The policy record is known: alignment modes apply now. */
@@ -258,6 +277,14 @@ static void decide(struct dmarc_eval *e)
     o->policy = !at_org ? r->p : o->nonexistent ? r->np : r->sp;
     if (o->dkim_aligned || o->spf_aligned) {
         finish(e, DMARC_PASS, "%s aligned with %s", o->dkim_aligned ? "DKIM" : "SPF", from);
+        return;
+    }
+    /* An aligned signature whose key could not be fetched might have
+     * passed: not a failure, a temporary error (RFC 7489 6.6.2, RFC 8601
+     * 2.7.1), so that the sender tries again rather than being refused. */
+    const char *temp = first_aligned(e, e->dkim_temp, e->ndkim_temp, r->adkim);
+    if (temp != NULL) {
+        finish(e, DMARC_TEMPERROR, "the DKIM key of aligned %s could not be fetched", temp);
         return;
     }
     if (e->exist_unknown) {
@@ -371,7 +398,7 @@ struct dmarc_eval *dmarc_eval_new(const struct dmarc_request *req)
     e->draw = req->pct_draw;
     e->out.from_domain = e->out.org_domain = e->out.record_domain = "";
     size_t line = 0;
-    e->out.from = from_domain(req->msg, req->len, &e->from_domain, &line);
+    e->out.from = from_domain(req->msg, req->len, req->author, &e->from_domain, &line);
     if (e->out.from != DMARC_FROM_OK && line > 0) {
         finish(e, DMARC_PERMERROR, "not DMARC-evaluable: %s, header line %zu",
                from_problem(e->out.from), line);
@@ -401,6 +428,9 @@ void dmarc_eval_free(struct dmarc_eval *e)
     for (size_t i = 0; i < e->ndkim; i++)
         xfree(e->dkim[i]);
     xfree(e->dkim);
+    for (size_t i = 0; i < e->ndkim_temp; i++)
+        xfree(e->dkim_temp[i]);
+    xfree(e->dkim_temp);
     buf_free(&e->reason);
     buf_free(&e->rec_domain);
     xfree(e);

@@ -21,7 +21,9 @@
  *
  * Results: pass (an aligned identifier passed), fail (a policy exists, no
  * aligned pass), none (no usable record: none found, several at one name,
- * an invalid one), temperror (a DNS lookup failed), permerror (the From
+ * an invalid one), temperror (a DNS lookup failed, also an aligned DKIM
+ * signature's key lookup: it might have passed; policy is then set),
+ * permerror (the From
  * field, see above). policy is the p=, sp= or np= that applies;
  * disposition what to do after pct= (a failing message not sampled gets
  * the next lower policy: reject -> quarantine -> none); pass, none and the
@@ -128,6 +130,8 @@ const char *dmarc_psl_source(void);
 struct dmarc_dkim_input {
     const char *domain;   /* d= of the signature */
     bool pass;            /* the signature verified (dkim=pass) */
+    bool temperror;       /* its key lookup failed (dkim=temperror): an
+                             aligned one makes a non-pass temperror */
 };
 
 struct dmarc_request {
@@ -139,6 +143,8 @@ struct dmarc_request {
     const struct dmarc_dkim_input *dkim;
     size_t ndkim;
     unsigned pct_draw;              /* in [0, 100): see pct= above */
+    const struct msg_author *author; /* msg_author() of msg, when the caller read
+                                       it already (off its loop); NULL: read here */
 };
 
 struct dmarc_outcome {

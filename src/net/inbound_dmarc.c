@@ -84,11 +84,20 @@ static void decide(struct conn *c, const struct dmarc_outcome *o, struct dmarc_v
     memset(v, 0, sizeof(*v));
     *action = "none";
     bool bad_from = o->result == DMARC_PERMERROR && o->from != DMARC_FROM_OK;
-    bool acts = bad_from || o->disposition != DMARC_P_NONE;
+    /* A temporary error where the policy would act: the sender retries
+     * (RFC 7489 6.6.2), and neither a refusal nor a pass is made up. */
+    bool temp = o->result == DMARC_TEMPERROR && o->policy != DMARC_P_NONE && conf->dmarc_enforce;
+    bool acts = bad_from || temp || o->disposition != DMARC_P_NONE;
     if (!acts)
         return;
     if (trusted(conf, c, o->from_domain)) {
         *action = "override";
+    } else if (temp) {
+        *action = "defer";
+        v->code = 451, v->enh = "4.7.5";
+        snprintf(v->text, sizeof(v->text),
+                 "Error: DMARC for %.120s cannot be checked now (%.100s), try again later",
+                 o->from_domain, o->reason);
     } else if (bad_from && conf->dmarc_reject_bad_from) {
         *action = "reject";
         v->code = 550, v->enh = "5.6.0";
@@ -143,8 +152,9 @@ static void evaluated(void *arg, const struct dmarc_outcome *o)
     xfree(j);
 }
 
-void inbound_dmarc(struct conn *c, const char *msg, size_t n, const struct dkim_sig_result *dkim,
-                   size_t ndkim, inbound_dmarc_cb done, void *arg)
+void inbound_dmarc(struct conn *c, const char *msg, size_t n, const struct msg_author *author,
+                   const struct dkim_sig_result *dkim, size_t ndkim, inbound_dmarc_cb done,
+                   void *arg)
 {
     struct dmarc_job *j = xcalloc(1, sizeof(*j));
     j->c = c;
@@ -155,7 +165,8 @@ void inbound_dmarc(struct conn *c, const char *msg, size_t n, const struct dkim_
         s[0] = xstrdup(dkim[i].d);
         s[1] = xstrdup(dkim[i].s);
         s[2] = xstrdup(dkim_result_name(dkim[i].result));
-        j->in[j->n] = (struct dmarc_dkim_input){ .domain = s[0], .pass = dkim[i].result == DKIM_PASS };
+        j->in[j->n] = (struct dmarc_dkim_input){ .domain = s[0], .pass = dkim[i].result == DKIM_PASS,
+                                                 .temperror = dkim[i].result == DKIM_TEMPERROR };
         j->rows[j->n] = (struct dmarc_row_dkim){ .domain = s[0], .selector = s[1], .result = s[2] };
     }
     /* The SPF identity DMARC aligns: MAIL FROM, or HELO for the null sender. */
@@ -167,6 +178,7 @@ void inbound_dmarc(struct conn *c, const char *msg, size_t n, const struct dkim_
         .spf_pass = c->spf_header && c->spf_result == SPF_PASS,
         .dkim = j->in, .ndkim = j->n,
         .pct_draw = dmarc_pct_draw(&c->srv->dmarc_rng),
+        .author = author,
     };
     dmarc_check(c->srv->dns, &req, evaluated, j);
 }

@@ -1,18 +1,26 @@
 /*
  * receive.c - from a complete SMTP transaction to a durable queue file.
  *
- * On the loop: take the envelope and pick a queue id; verify every DKIM
- * signature (key lookups over the resolver, possibly completing later);
- * then prepend Authentication-Results (SPF from MAIL, DKIM), Received-SPF
- * and the Received header (RFC 5321 4.4). On a worker: queue_commit()
- * (fsync'd file and directory). Back on the loop: only now answer 250 with
- * the queue id, and hand the message to delivery. The session holds the body untouched while
- * it waits, so the worker reads it in place.
+ * On the loop: take the envelope and pick a queue id. On a verify worker:
+ * everything that reads the whole message, so that no message, however
+ * large or hostile, holds up other sessions: its author (msg_author, the
+ * reading DMARC and the sender binding share), DKIM's local work (header
+ * index, canonical body, hashes) and the removal of forged
+ * Authentication-Results. Back on the loop: the sender binding, then every
+ * DKIM key asked for at once, within dkim_timeout (what has not answered
+ * by then is temperror); then DMARC, and Authentication-Results (SPF from
+ * MAIL, DKIM, DMARC), Received-SPF and the Received header (RFC 5321 4.4).
+ * On a commit worker: queue_commit() (fsync'd file and directory). Back on
+ * the loop: only now answer 250 with the queue id, and hand the message to
+ * delivery. The session holds the body untouched while it waits, so the
+ * workers read it in place.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <event2/event.h>
 
 #include "core/log.h"
 #include "core/str.h"
@@ -39,6 +47,13 @@ struct commit_job {
     time_t arrival;
     const struct buf *body;
     struct buf stripped;   /* the body without forged Authentication-Results */
+    char *authserv;        /* our host name, for the worker */
+    size_t forged;         /* forged Authentication-Results fields removed */
+    struct msg_author author;
+    struct dkim_verify *dkim;      /* made on the worker, until its keys are asked */
+    struct dkim_verify *keys;      /* while its keys are out (for the deadline) */
+    struct event *deadline;        /* dkim_timeout */
+    size_t dkim_skipped;
     struct signing *signing;  /* DKIM keys, when signing for sign_domain */
     char *sign_domain;
     struct buf sig;        /* DKIM-Signature fields made on the worker */
@@ -77,6 +92,11 @@ static void build_received(struct commit_job *j, struct conn *c, const struct sm
 
 static void commit_job_free(struct commit_job *j)
 {
+    dkim_verify_free(j->dkim);
+    if (j->deadline)
+        event_free(j->deadline);
+    msg_author_free(&j->author);
+    xfree(j->authserv);
     buf_free(&j->received);
     buf_free(&j->stripped);
     buf_free(&j->sig);
@@ -181,6 +201,7 @@ static void authres_start(struct commit_job *j, struct conn *c, const struct dki
         authres_prop(ar, "smtp", "helo", smtp_session_helo(c->sess));
     }
     dkim_authres(ar, res, n);
+    dkim_authres_skipped(ar, j->dkim_skipped);
 }
 
 /* Trace fields done: commit on a worker; the 250 follows from there. */
@@ -234,37 +255,6 @@ static void log_dkim(struct conn *c, const struct dkim_sig_result *res, size_t n
     }
 }
 
-static void dkim_done(void *arg, const struct dkim_sig_result *res, size_t n)
-{
-    struct commit_job *j = arg;
-    struct conn *c = j->c;
-    if (c->dead) {
-        /* The client left before its 250: it will send again; queue nothing. */
-        commit_job_free(j);
-        conn_job_done(c);
-        return;
-    }
-    log_dkim(c, res, n);
-    /* Only we speak for our authserv-id: drop any such field the message
-     * arrived with before adding ours (RFC 8601 5). */
-    size_t forged = authres_strip_ours(buf_ptr(j->body), buf_size(j->body), c->conf->hostname,
-                                       &j->stripped);
-    if (forged > 0) {
-        j->body = &j->stripped;
-        struct log_line l;
-        log_begin(&l, MW_LOG_WARN, "authres_removed");
-        log_str(&l, "session", c->id);
-        log_u64(&l, "fields", forged);
-        log_end(&l);
-    }
-    authres_start(j, c, res, n);
-    if (smtp_session_auth_user(c->sess)) {
-        commit_submit(j, c);   /* submissions are not subject to inbound DMARC */
-        return;
-    }
-    inbound_dmarc(c, buf_ptr(j->body), buf_size(j->body), res, n, dmarc_done, j);
-}
-
 /* The domain to sign for: authenticated mail whose header From mailbox
  * is in a local domain that has signing keys; else NULL. */
 static char *signing_domain(struct conn *c, const struct msg_author *a)
@@ -276,6 +266,97 @@ static char *signing_domain(struct conn *c, const struct msg_author *a)
     if (conf_is_local_domain(c->conf, d) && signing_has_domain(keys, d))
         return xstrdup(d);
     return NULL;
+}
+
+/* Every key answered, or the deadline passed (dkim_verify_expire). */
+static void keys_done(void *arg, const struct dkim_sig_result *res, size_t n)
+{
+    struct commit_job *j = arg;
+    struct conn *c = j->c;
+    j->keys = NULL;
+    if (j->deadline) {
+        event_free(j->deadline);
+        j->deadline = NULL;
+    }
+    if (c->dead) {
+        /* The client left before its 250: it will send again; queue nothing. */
+        commit_job_free(j);
+        conn_job_done(c);
+        return;
+    }
+    log_dkim(c, res, n);
+    if (j->forged > 0) {
+        j->body = &j->stripped;
+        struct log_line l;
+        log_begin(&l, MW_LOG_WARN, "authres_removed");
+        log_str(&l, "session", c->id);
+        log_u64(&l, "fields", j->forged);
+        log_end(&l);
+    }
+    authres_start(j, c, res, n);
+    if (smtp_session_auth_user(c->sess)) {
+        commit_submit(j, c);   /* submissions are not subject to inbound DMARC */
+        return;
+    }
+    inbound_dmarc(c, buf_ptr(j->body), buf_size(j->body), &j->author, res, n, dmarc_done, j);
+}
+
+static void keys_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct commit_job *j = arg;
+    log_kv(MW_LOG_WARN, "dkim_timeout", "session", j->c->id, "queue", j->id, NULL);
+    dkim_verify_expire(j->keys);   /* calls keys_done now */
+}
+
+/* On a verify worker: what reads the whole message. The message is the
+ * session's body, untouched until the reply. */
+static void inspect_work(void *arg)
+{
+    struct commit_job *j = arg;
+    const char *m = buf_ptr(j->body);
+    size_t n = buf_size(j->body);
+    msg_author(m, n, &j->author);
+    struct dkim_verify_opts o = {
+        .now = (uint64_t)j->arrival,
+        .from_domain = j->author.status == MSG_AUTHOR_OK ? j->author.mb[0].domain : "",
+    };
+    j->dkim = dkim_verify_new(m, n, &o);
+    j->dkim_skipped = dkim_verify_skipped(j->dkim);
+    /* Only we speak for our authserv-id: drop any such field the message
+     * arrived with before adding ours (RFC 8601 5). DKIM was checked on the
+     * message as it came. */
+    j->forged = authres_strip_ours(m, n, j->authserv, &j->stripped);
+}
+
+static void inspect_done(void *arg)
+{
+    struct commit_job *j = arg;
+    struct conn *c = j->c;
+    if (c->dead) {
+        commit_job_free(j);
+        conn_job_done(c);
+        return;
+    }
+    /* Inbound, an author that cannot be told is DMARC's permerror (and
+     * refused under dmarc_reject_bad_from); submitted, the sender binding
+     * refuses it here. */
+    struct buf why;
+    buf_init(&why);
+    if (access_header_from(c, &j->author, &why) < 0) {
+        refuse(j, c, 553, "5.7.1", buf_ptr(&why));
+        buf_free(&why);
+        return;
+    }
+    buf_free(&why);
+    j->sign_domain = j->author.status == MSG_AUTHOR_OK ? signing_domain(c, &j->author) : NULL;
+    if (j->sign_domain)
+        j->signing = signing_ref(c->srv->signing);
+    j->keys = j->dkim;
+    j->dkim = NULL;
+    j->deadline = evtimer_new(c->srv->base, keys_deadline, j);
+    struct timeval tv = { .tv_sec = c->conf->dkim_timeout, .tv_usec = 0 };
+    evtimer_add(j->deadline, &tv);
+    dkim_verify_keys(j->keys, c->srv->dns, keys_done, j);   /* may finish at once */
 }
 
 /* What names one mailbox: a local mailbox is its lower-cased local part in
@@ -299,20 +380,6 @@ static char *mailbox_key(const struct mw_config *conf, const struct mail_addr *r
 void receive_message(struct conn *c)
 {
     const struct smtp_txn *t = smtp_session_txn(c->sess);
-    struct msg_author author;
-    msg_author(buf_ptr(&t->body), buf_size(&t->body), &author);
-    struct buf why;
-    buf_init(&why);
-    /* Inbound, an author that cannot be told is DMARC's permerror (and
-     * refused under dmarc_reject_bad_from); submitted, the sender binding
-     * refuses it here. */
-    if (access_header_from(c, &author, &why) < 0) {
-        smtp_session_answer(c->sess, 553, "5.7.1", buf_ptr(&why));
-        buf_free(&why);
-        msg_author_free(&author);
-        return;
-    }
-    buf_free(&why);
     struct commit_job *j = xcalloc(1, sizeof(*j));
     j->c = c;
     j->srv = c->srv;
@@ -354,13 +421,10 @@ void receive_message(struct conn *c)
                    c->spf_domain && c->spf_domain[0] ? c->spf_domain : "-");
         j->spf = spf.data;
     }
-    j->sign_domain = author.status == MSG_AUTHOR_OK ? signing_domain(c, &author) : NULL;
-    msg_author_free(&author);
-    if (j->sign_domain)
-        j->signing = signing_ref(c->srv->signing);
+    j->authserv = xstrdup(c->conf->hostname);
     id_new(j->id);
     c->jobs++;
     /* DKIM needs the message as the client sent it: verify before our
-     * trace fields exist. Key lookups may complete later, from the loop. */
-    dkim_verify(c->srv->dns, buf_ptr(&t->body), buf_size(&t->body), j->arrival, dkim_done, j);
+     * trace fields exist. */
+    worker_submit(c->srv->verify_pool, inspect_work, inspect_done, j);
 }

@@ -126,7 +126,7 @@ void server_maybe_exit(struct server *srv)
     if (!srv->stopping)
         return;
     if (srv->nconns == 0 && worker_pool_busy(srv->commit_pool) == 0 &&
-        worker_pool_busy(srv->auth_pool) == 0 &&
+        worker_pool_busy(srv->auth_pool) == 0 && worker_pool_busy(srv->verify_pool) == 0 &&
         delivery_in_flight(srv->delivery) == 0)
         event_base_loopbreak(srv->base);
 }
@@ -300,6 +300,10 @@ static int server_start(struct server *srv)
     srv->auth_ev = event_new(srv->base, worker_pool_fd(srv->auth_pool), EV_READ | EV_PERSIST,
                              pool_cb, srv->auth_pool);
     event_add(srv->auth_ev, NULL);
+    srv->verify_pool = worker_pool_new(2);
+    srv->verify_ev = event_new(srv->base, worker_pool_fd(srv->verify_pool),
+                               EV_READ | EV_PERSIST, pool_cb, srv->verify_pool);
+    event_add(srv->verify_ev, NULL);
     srv->access = access_new(srv->conf);
     srv->dmarc_rng = srv->conf->dmarc_pct_seed;
     if (srv->dmarc_rng == 0 && getrandom(&srv->dmarc_rng, sizeof(srv->dmarc_rng), 0) < 0)
@@ -332,7 +336,9 @@ static void server_cleanup(struct server *srv)
     close_listeners(srv);
     /* Before the resolver and the delivery go: it may still use them. */
     dmarc_reports_free(srv->dmarc_reports);
-    /* Joining the pools runs any last completions; delivery must exist. */
+    /* Joining the pools runs any last completions; delivery must exist.
+     * A verification's completion may still queue a commit: it goes first. */
+    worker_pool_free(srv->verify_pool);
     worker_pool_free(srv->commit_pool);
     worker_pool_free(srv->deliver_pool);
     worker_pool_free(srv->auth_pool);
@@ -348,6 +354,8 @@ static void server_cleanup(struct server *srv)
         event_free(srv->deliver_ev);
     if (srv->auth_ev)
         event_free(srv->auth_ev);
+    if (srv->verify_ev)
+        event_free(srv->verify_ev);
     if (srv->sig_term)
         event_free(srv->sig_term);
     if (srv->sig_int)

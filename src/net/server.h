@@ -51,6 +51,8 @@ struct server {
     struct worker_pool *deliver_pool;
     struct worker_pool *auth_pool;    /* password hashing, off the loop */
     struct event *auth_ev;
+    struct worker_pool *verify_pool;  /* reading whole messages (DKIM, From), off the loop */
+    struct event *verify_ev;
     struct access *access;            /* AUTH back-off and rate-limit counters */
     struct signing *signing;          /* DKIM keys of the current config, or NULL */
     uint64_t dmarc_rng;               /* pct= draws (dmarc_pct_seed, or random) */

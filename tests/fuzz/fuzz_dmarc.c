@@ -42,7 +42,7 @@ static void check_eval(const char *s, size_t n)
     size_t hlen = nul != NULL ? (size_t)(nul - s) : n;
     const char *txt = nul != NULL ? nul + 1 : "";
     size_t tlen = nul != NULL ? n - hlen - 1 : 0;
-    struct dmarc_dkim_input dk = { "example.com", true };
+    struct dmarc_dkim_input dk = { .domain = "example.com", .pass = true };
     struct dmarc_request req = { .msg = s, .len = hlen, .spf_domain = "mail.example.com",
                                  .spf_pass = true, .dkim = &dk, .ndkim = 1,
                                  .pct_draw = (unsigned)(n % 100) };

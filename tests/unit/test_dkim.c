@@ -435,6 +435,135 @@ static void test_rsa_sha1_and_malformed(void **state)
     assert_int_equal(g.n, 0);
 }
 
+/* Junk DKIM-Signature fields cannot take a real signature's slot: the
+ * parseable ones near the From domain go first, junk last, and what is
+ * over DKIM_MAX_SIGS is counted as skipped. */
+static void test_junk_does_not_take_slots(void **state)
+{
+    struct buf m = { 0 }, signed_msg = { 0 };
+    struct dkim_sign_opts o = opts("rsa", K.rsa);
+    sign_into(&signed_msg, &o, test_msg);
+    for (int i = 0; i < 16; i++)
+        buf_append_str(&m, "DKIM-Signature: x\r\n");
+    for (int i = 0; i < 16; i++)
+        buf_printf(&m, "DKIM-Signature: v=1; a=rsa-sha256; d=attacker%d.example; s=s; h=from; "
+                       "bh=x; b=x\r\n", i);
+    buf_append(&m, buf_ptr(&signed_msg), buf_size(&signed_msg));
+    struct dkim_verify_opts vo = { .now = T0 };
+    struct dkim_verify *v = dkim_verify_new(buf_ptr(&m), buf_size(&m), &vo);
+    assert_int_equal(dkim_verify_skipped(v), 17);   /* 33 fields, 16 slots */
+    dkim_verify_free(v);
+    struct got g = verify_at(buf_ptr(&m), buf_size(&m), T0, false);
+    assert_int_equal(g.n, 16);
+    assert_int_equal(g.r[0].result, DKIM_PASS);     /* example.com: From's domain, first */
+    assert_int_equal(g.r[1].result, DKIM_PERMERROR);
+    buf_free(&m);
+    buf_free(&signed_msg);
+}
+
+/* q= is a list; other methods are ignored (RFC 6376 3.5): with dns/txt
+ * among them the signature goes on to be checked (here it fails: q= was
+ * added after signing), without it there is no method to use. */
+static void test_query_method_list(void **state)
+{
+    static const struct {
+        const char *q;
+        enum dkim_result want;
+    } t[] = {
+        { "q=dns/txt:foo/bar; ", DKIM_FAIL },
+        { "q=foo/bar:DNS/TXT; ", DKIM_FAIL },
+        { "q= dns/txt ; ", DKIM_FAIL },
+        { "q=foo/bar; ", DKIM_PERMERROR },
+        { "q=dns/txtx; ", DKIM_PERMERROR },
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct buf m = { 0 }, out = { 0 };
+        struct dkim_sign_opts o = opts("rsa", K.rsa);
+        sign_into(&m, &o, test_msg);
+        char *p = strstr(m.data, "d=example.com;");
+        buf_append(&out, m.data, (size_t)(p - m.data));
+        buf_append_str(&out, t[i].q);
+        buf_append_str(&out, p);
+        struct got g = verify_at(buf_ptr(&out), buf_size(&out), T0, false);
+        if (g.r[0].result != t[i].want)
+            fail_msg("%s: got %s (%s)", t[i].q, dkim_result_name(g.r[0].result), g.reason[0]);
+        buf_free(&m);
+        buf_free(&out);
+    }
+}
+
+/* A resolver that keeps the questions, answered by the test when it likes. */
+struct held {
+    struct dns_resolver zone;
+    struct { dns_cb cb; void *arg; char name[128]; } q[8];
+    size_t n;
+};
+
+static void held_resolve(void *impl, const char *name, enum dns_type type, dns_cb cb, void *arg)
+{
+    struct held *h = impl;
+    assert_true(h->n < 8 && type == DNS_T_TXT);
+    h->q[h->n].cb = cb, h->q[h->n].arg = arg;
+    snprintf(h->q[h->n].name, sizeof(h->q[h->n].name), "%s", name);
+    h->n++;
+}
+
+static void held_close(void *impl)
+{
+    (void)impl;
+}
+
+static const struct dns_backend held_ops = { held_resolve, held_close };
+
+/* Answer question i from the zone. */
+static void held_answer(struct held *h, size_t i)
+{
+    dns_resolve(&h->zone, h->q[i].name, DNS_T_TXT, h->q[i].cb, h->q[i].arg);
+}
+
+/* Every key is asked for at once; expire gives temperror to what has not
+ * answered and reports at once; a late answer changes nothing. */
+static void test_parallel_keys_and_expiry(void **state)
+{
+    struct buf m = { 0 }, one = { 0 };
+    struct dkim_sign_opts o = opts("rsa", K.rsa);
+    sign_into(&one, &o, test_msg);
+    o = opts("ed", K.ed);
+    sign_into(&m, &o, buf_ptr(&one));
+    struct held h = { .zone = make_zone() };
+    struct dns_resolver r = { &held_ops, &h };
+    struct got g = { 0 };
+    struct dkim_verify_opts vo = { .now = T0 };
+    struct dkim_verify *v = dkim_verify_new(buf_ptr(&m), buf_size(&m), &vo);
+    dkim_verify_keys(v, &r, on_done, &g);
+    assert_int_equal(h.n, 2);            /* both questions out before any answer */
+    assert_false(g.called);
+    held_answer(&h, 1);                  /* the second answers first */
+    assert_false(g.called);
+    dkim_verify_expire(v);               /* the caller's deadline */
+    assert_true(g.called);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(g.r[0].result, DKIM_TEMPERROR);
+    assert_non_null(strstr(g.reason[0], "in time"));
+    assert_int_equal(g.r[1].result, DKIM_PASS);
+    g.called = false;
+    held_answer(&h, 0);                  /* late: ignored, and v freed now (ASan) */
+    assert_false(g.called);
+    /* all answered in time: done once, after the last */
+    h.n = 0;
+    struct got g2 = { 0 };
+    dkim_verify_keys(dkim_verify_new(buf_ptr(&m), buf_size(&m), &vo), &r, on_done, &g2);
+    held_answer(&h, 0);
+    assert_false(g2.called);
+    held_answer(&h, 1);
+    assert_true(g2.called);
+    assert_int_equal(g2.r[0].result, DKIM_PASS);
+    assert_int_equal(g2.r[1].result, DKIM_PASS);
+    buf_free(&m);
+    buf_free(&one);
+    dns_close(&h.zone);
+}
+
 static void test_step_interface(void **state)
 {
     struct buf m = { 0 };
@@ -612,6 +741,9 @@ int main(void)
         cmocka_unit_test(test_key_cases),
         cmocka_unit_test(test_rsa_sha1_and_malformed),
         cmocka_unit_test(test_step_interface),
+        cmocka_unit_test(test_junk_does_not_take_slots),
+        cmocka_unit_test(test_query_method_list),
+        cmocka_unit_test(test_parallel_keys_and_expiry),
         cmocka_unit_test(test_rfc8463),
         cmocka_unit_test(test_authres),
     };

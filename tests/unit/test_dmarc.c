@@ -340,6 +340,22 @@ static const struct ev_case ev_cases[] = {
     { "pct does not touch a pass", .from = "pct0.example", .dkim = "pct0.example+", .draw = 0,
       .want = DMARC_PASS, .policy = DMARC_P_REJECT, .dis = DMARC_P_NONE,
       .record = "pct0.example", .aligned = "dkim" },
+    /* d= ending in '?': the key lookup failed temporarily (dkim=temperror) */
+    { "aligned DKIM temperror: temperror, the policy known", .from = "strict.example",
+      .dkim = "strict.example?", .want = DMARC_TEMPERROR, .policy = DMARC_P_REJECT,
+      .record = "strict.example", .reason = "could not be fetched" },
+    { "unaligned DKIM temperror: fail", .from = "strict.example", .dkim = "other.example?",
+      .want = DMARC_FAIL, .policy = DMARC_P_REJECT, .dis = DMARC_P_REJECT,
+      .record = "strict.example" },
+    { "aligned temperror beside an aligned pass: pass", .from = "relaxed.example",
+      .dkim = "relaxed.example?,relaxed.example+", .want = DMARC_PASS,
+      .policy = DMARC_P_QUARANTINE, .record = "relaxed.example", .aligned = "dkim" },
+    { "aligned temperror beside aligned SPF: pass", .from = "relaxed.example",
+      .dkim = "relaxed.example?", .spf = "+relaxed.example", .want = DMARC_PASS,
+      .policy = DMARC_P_QUARANTINE, .record = "relaxed.example", .aligned = "spf" },
+    { "temperror of a subdomain under strict adkim: fail", .from = "strict.example",
+      .dkim = "sub.strict.example?", .want = DMARC_FAIL, .policy = DMARC_P_REJECT,
+      .dis = DMARC_P_REJECT, .record = "strict.example" },
     /* From rules (6.6.1): permerror, nothing asked */
     { "no From", .header = "To: a@relaxed.example\r\n", .want = DMARC_PERMERROR,
       .from_st = DMARC_FROM_MISSING, .asked = "", .record = "", .reason = "no From field" },
@@ -433,7 +449,8 @@ static void make_request(const struct ev_case *c, struct buf *msg, struct dmarc_
         assert_true(n >= 2 && n < 64 && req->ndkim < 4);
         memcpy(dnames[req->ndkim], p, n - 1);
         dnames[req->ndkim][n - 1] = '\0';
-        dk[req->ndkim] = (struct dmarc_dkim_input){ dnames[req->ndkim], p[n - 1] == '+' };
+        dk[req->ndkim] = (struct dmarc_dkim_input){ dnames[req->ndkim], p[n - 1] == '+',
+                                                    p[n - 1] == '?' };
         req->ndkim++;
         p = end ? end + 1 : p + n;
     }
@@ -608,7 +625,7 @@ static void test_request_copied(void **state)
     char *msg = xstrdup("From: a@relaxed.example\r\n\r\n");
     char *d = xstrdup("relaxed.example");
     char *spf = xstrdup("relaxed.example");
-    struct dmarc_dkim_input dk = { d, true };
+    struct dmarc_dkim_input dk = { .domain = d, .pass = true };
     struct dmarc_request req = { .msg = msg, .len = strlen(msg), .dkim = &dk, .ndkim = 1,
                                  .spf_domain = spf, .spf_pass = true };
     struct dmarc_eval *e = dmarc_eval_new(&req);
