@@ -9,6 +9,7 @@
 
 #include <confuse.h>
 
+#include "core/idna.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 
@@ -127,6 +128,23 @@ static int v_domain(cfg_t *cfg, cfg_opt_t *opt)
         if (d == NULL)
             continue;
         if (!domain_ok(d)) {
+            cfg_error(cfg, "%s: \"%s\" is not a valid domain name", cfg_opt_name(opt), d);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* local_domains: U-labels welcome, as long as their A-label form is a name
+ * (addresses are matched in that form either way). */
+static int v_local_domain(cfg_t *cfg, cfg_opt_t *opt)
+{
+    for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+        const char *d = cfg_opt_getnstr(opt, i);
+        char *ace = d != NULL ? idna_to_ascii(d) : NULL;
+        bool ok = d == NULL || (ace != NULL && domain_ok(ace));
+        xfree(ace);
+        if (!ok) {
             cfg_error(cfg, "%s: \"%s\" is not a valid domain name", cfg_opt_name(opt), d);
             return -1;
         }
@@ -365,7 +383,7 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "max_recipients", v_rcpt);
     cfg_set_validate_func(cfg, "max_message_size", v_size);
     cfg_set_validate_func(cfg, "workers", v_workers);
-    cfg_set_validate_func(cfg, "local_domains", v_domain);
+    cfg_set_validate_func(cfg, "local_domains", v_local_domain);
     cfg_set_validate_func(cfg, "hostname", v_domain);
     cfg_set_validate_func(cfg, "data_dir", v_nonempty);
     cfg_set_validate_func(cfg, "listen|port", v_port);
@@ -635,10 +653,24 @@ void conf_unref(struct mw_config *c)
     xfree(c);
 }
 
+/* One domain, written either way: U-labels are compared as their A-labels
+ * (RFC 8616), so "bücher.example" is local when "xn--bcher-kva.example"
+ * is configured; a name with an invalid U-label matches nothing. */
+static bool same_domain(const char *a, const char *b)
+{
+    if (idna_is_ascii(a) && idna_is_ascii(b))
+        return str_ieq(a, strlen(a), b);
+    char *x = idna_to_ascii(a), *y = idna_to_ascii(b);
+    bool same = x != NULL && y != NULL && strcmp(x, y) == 0;
+    xfree(x);
+    xfree(y);
+    return same;
+}
+
 bool conf_is_local_domain(const struct mw_config *c, const char *domain)
 {
     for (size_t i = 0; i < c->nlocal; i++)
-        if (str_ieq(domain, strlen(domain), c->local_domains[i]))
+        if (same_domain(domain, c->local_domains[i]))
             return true;
     return false;
 }
@@ -647,7 +679,7 @@ static bool addr_is(const char *grant, const char *local, const char *domain)
 {
     const char *at = strrchr(grant, '@');
     size_t llen = (size_t)(at - grant);
-    if (!str_ieq(domain, strlen(domain), at + 1))
+    if (!same_domain(domain, at + 1))
         return false;
     return llen == 0 || (strlen(local) == llen && strncasecmp(local, grant, llen) == 0);
 }

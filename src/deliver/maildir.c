@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "core/fsutil.h"
+#include "core/idna.h"
 #include "core/str.h"
+#include "core/xmalloc.h"
 
 void maildir_component(struct buf *out, const char *s)
 {
@@ -56,7 +58,10 @@ int maildir_deliver(const char *root, const char *hostname, const struct maildir
     buf_init(&head);
 
     buf_printf(&box, "%s/", root);
-    maildir_component(&box, m->domain);
+    /* One directory per domain, whichever way it was written: A-labels. */
+    char *ace = idna_to_ascii(m->domain);
+    maildir_component(&box, ace != NULL ? ace : m->domain);
+    xfree(ace);
     buf_append_byte(&box, '/');
     maildir_component(&box, m->local);
     if (m->folder)  /* [A-Za-z0-9_-], checked by the queue: kept as is */

@@ -10,6 +10,8 @@
  * then in new/ but safe only once that directory is fsync'd (path_out
  * names the file; its directory is everything before the last '/').
  *
+ * The domain directory is the domain's A-label form (RFC 8616), so a
+ * U-label and an A-label address share one mailbox.
  * The domain and local part come from the network: maildir_component()
  * turns them into a single safe path component (lower case; '/', '%',
  * control bytes and a leading '.' percent-encoded), so no address can

@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/idna.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim_int.h"
@@ -297,6 +298,35 @@ static void report_fields(struct dkim_verify *v, size_t k, const struct dkim_tag
     r->i = vs->i;
 }
 
+/* U-labels in d= and the domain of i= become A-labels (RFC 8616 4): the
+ * key is looked up, and alignment compared, in that form. 0, or -1 for a
+ * label that is not a valid U-label. */
+static int ace_fields(struct dkim_verify *v, size_t k)
+{
+    struct vsig *vs = &v->sig[k];
+    if (!idna_is_ascii(vs->d)) {
+        char *d = idna_to_ascii(vs->d);
+        if (d == NULL)
+            return -1;
+        xfree(vs->d);
+        v->res[k].d = vs->d = d;
+    }
+    const char *at = strrchr(vs->i, '@');
+    if (at != NULL && !idna_is_ascii(at + 1)) {
+        char *dom = idna_to_ascii(at + 1);
+        if (dom == NULL)
+            return -1;
+        struct buf b = { 0 };
+        buf_append(&b, vs->i, (size_t)(at - vs->i) + 1);
+        buf_append_str(&b, dom);
+        xfree(dom);
+        xfree(vs->i);
+        v->res[k].i = vs->i = xstrdup(buf_ptr(&b));
+        buf_free(&b);
+    }
+    return 0;
+}
+
 static void empty_fields(struct dkim_verify *v, size_t k)
 {
     struct vsig *vs = &v->sig[k];
@@ -324,6 +354,10 @@ static void prepare_sig(struct dkim_verify *v, size_t k, const struct dkim_hdr *
         return;
     }
     report_fields(v, k, &t);
+    if (ace_fields(v, k) < 0) {
+        set(v, k, DKIM_PERMERROR, "d= or i= holds an invalid U-label");
+        return;
+    }
     enum dkim_canon hc, bc;
     why = check_tags(v, k, &t, &hc, &bc);
     if (why != NULL) {

@@ -30,6 +30,7 @@
 #include <libpsl.h>
 
 #include "core/buf.h"
+#include "core/idna.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "dmarc/dmarc.h"
@@ -93,31 +94,40 @@ const char *dmarc_psl_source(void)
     return psl != NULL ? psl_from : "none";
 }
 
-/* domain in lower case without a final dot, if it is a DNS name. */
-static char *norm_domain(const char *domain)
+/* domain in lower case without a final dot, U-labels as A-labels (RFC
+ * 8616 6: every lookup and comparison uses the A-label form), if it is a
+ * DNS name; NULL for an invalid U-label. */
+static char *norm_domain(const char *given)
 {
+    char *ace = idna_to_ascii(given);
+    if (ace == NULL)
+        return NULL;
+    const char *domain = ace;
     size_t n = strlen(domain);
     if (n > 0 && domain[n - 1] == '.')
         n--;
-    if (n == 0 || n > 253 || !str_utf8_valid(domain, n))
+    if (n == 0 || n > 253) {
+        xfree(ace);
         return NULL;
+    }
     size_t label = 0;
     for (size_t i = 0; i <= n; i++) {
         unsigned char c = i < n ? (unsigned char)domain[i] : '.';
         if (c == '.') {
-            if (label == 0 || label > 63)
+            if (label == 0 || label > 63) {
+                xfree(ace);
                 return NULL;
+            }
             label = 0;
         } else if (c <= 0x20 || c == 0x7f || c == '[' || c == ']') {
+            xfree(ace);
             return NULL;
         } else {
             label++;
         }
     }
-    char *d = xmemdup0(domain, n);
-    for (char *c = d; *c != '\0'; c++)
-        *c = ascii_lower(*c);
-    return d;
+    ace[n] = '\0';
+    return ace;
 }
 
 char *dmarc_org_domain(const char *domain)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/idna.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 
@@ -262,6 +263,14 @@ int addr_parse_path(const char *s, size_t n, unsigned flags, struct mail_addr *o
     }
     if (ok && peek(&c) != '>')
         ok = false;
+    if (ok && !literal && !bare && c.utf8_seen) {
+        /* A U-label domain must be a valid one (RFC 8616): it reaches DNS
+         * and every comparison as its A-label. */
+        char *dom = xmemdup0(s + dom_start, c.i - dom_start), *ace = idna_to_ascii(dom);
+        ok = ace != NULL;
+        xfree(dom);
+        xfree(ace);
+    }
     if (ok && c.i + 1 > ADDR_MAX_PATH) {
         ok = false;
         fail(&c, ADDR_ETOOLONG);

@@ -7,7 +7,8 @@
  * and dropped, as RFC 5321 4.1.1.3 asks. Limits: local part 64 octets,
  * domain 255, path 256 (4.5.3.1). Address literals must be IPv4 or
  * "IPv6:" literals. Without ADDR_UTF8 any byte >= 0x80 is ADDR_ENONASCII;
- * with it, non-ASCII must be well-formed UTF-8.
+ * with it, non-ASCII must be well-formed UTF-8, and a domain with U-labels
+ * must be a valid IDNA2008 name (core/idna.h), else ADDR_ESYNTAX.
  *
  * The result holds the mailbox as written (text, without route), the local
  * part with quoting removed (local), and the domain in lower case.

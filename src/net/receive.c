@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "core/idna.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "core/worker.h"
@@ -369,9 +370,11 @@ static char *mailbox_key(const struct mw_config *conf, const struct mail_addr *r
         domain = conf->nlocal ? conf->local_domains[0] : conf->hostname;
     else if (!conf_is_local_domain(conf, domain))
         return xstrdup(r->text);
+    char *ace = idna_to_ascii(domain);
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "%s@%s", r->local, domain);
+    buf_printf(&b, "%s@%s", r->local, ace != NULL ? ace : domain);
+    xfree(ace);
     for (size_t i = 0; i < buf_size(&b); i++)
         b.data[i] = ascii_lower(b.data[i]);
     return b.data;

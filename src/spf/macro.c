@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/idna.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "spf/spf_int.h"
@@ -386,6 +387,14 @@ void spf_ident_init(struct spf_ident *id, const struct spf_request *req)
                                                : xmemdup0(sender, (size_t)(at - sender));
         id->domain = xstrdup(at == NULL ? sender : at + 1);
     }
+    /* RFC 8616 3: a U-label domain is checked, and expanded in macros, as
+     * its A-label; one that is not a valid U-label is a malformed domain. */
+    char *ace = idna_to_ascii(id->domain);
+    bool idn_ok = ace != NULL;
+    if (ace != NULL) {
+        xfree(id->domain);
+        id->domain = ace;
+    }
     struct buf b;
     buf_init(&b);
     buf_printf(&b, "%s@%s", id->local, id->domain);
@@ -393,7 +402,7 @@ void spf_ident_init(struct spf_ident *id, const struct spf_request *req)
     buf_free(&b);
     size_t n = strlen(id->domain);
     id->domain0 = xmemdup0(id->domain, n > 0 && id->domain[n - 1] == '.' ? n - 1 : n);
-    id->domain_ok = initial_domain_ok(id->domain);
+    id->domain_ok = idn_ok && initial_domain_ok(id->domain);
     parse_ip(id, req->ip);
 }
 

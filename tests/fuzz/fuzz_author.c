@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/idna.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim_int.h"
 #include "dmarc/dmarc.h"
@@ -70,12 +71,16 @@ static void check_dmarc(const char *m, size_t n, const struct msg_author *a)
         abort();
     }
     if (o->from == DMARC_FROM_OK) {
-        /* the evaluated domain is the author's, up to a final dot */
-        size_t dl = strlen(o->from_domain), al = strlen(a->mb[0].domain);
-        if (al > 0 && a->mb[0].domain[al - 1] == '.')
-            al--;
-        if (dl != al || strncasecmp(o->from_domain, a->mb[0].domain, al) != 0)
+        /* the evaluated domain is the author's (as A-labels), up to a final dot */
+        char *ace = idna_to_ascii(a->mb[0].domain);
+        if (ace == NULL)
             abort();
+        size_t dl = strlen(o->from_domain), al = strlen(ace);
+        if (al > 0 && ace[al - 1] == '.')
+            al--;
+        if (dl != al || strncasecmp(o->from_domain, ace, al) != 0)
+            abort();
+        xfree(ace);
     }
     dmarc_eval_free(e);
 }
@@ -147,5 +152,7 @@ const struct fuzz_seed fuzz_seeds[] = {
     SEED("Authentication-Results : MX.TEST.; dmarc=pass\r\nFrom: a@b.example\r\n\r\n"),
     SEED("Authentication-Results: \"mx.test\"; x=y\r\nauthentication-results:mx.test\r\n\r\n"),
     SEED("FROM: \"a@b\"@c.example\nfrom:\n d@e.example\n\n"),
+    SEED("From: CEO <ceo@B\xc3\xbc" "cher.example>\r\n\r\n"),
+    SEED("From: ceo@xn--bcher-kva.example\r\n\r\n"),
 };
 const size_t fuzz_nseeds = sizeof(fuzz_seeds) / sizeof(fuzz_seeds[0]);
