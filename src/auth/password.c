@@ -92,3 +92,18 @@ bool password_needs_rehash(const char *hash)
     /* the setting of dummy_hash: "$y$j9T$", yescrypt at the default cost */
     return strncmp(hash, dummy_hash, 7) != 0;
 }
+
+const char *password_method_name(const char *hash)
+{
+    static const struct {
+        const char *prefix, *name;
+    } m[] = {
+        { "$y$j9T$", "yescrypt" }, { "$y$", "yescrypt-other-cost" }, { "$gy$", "gost-yescrypt" },
+        { "$7$", "scrypt" }, { "$2", "bcrypt" }, { "$6$", "sha512crypt" },
+        { "$5$", "sha256crypt" },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (strncmp(hash, m[i].prefix, strlen(m[i].prefix)) == 0)
+            return m[i].name;
+    return "unknown";
+}

@@ -20,6 +20,7 @@
  *                                 password for such an account costs another
  *                                 time than for the others, so the daemon
  *                                 replaces it at the next good login
+ *   password_method_name(hash)    "yescrypt", "bcrypt", "sha512crypt", ... for logs
  */
 #ifndef MW_AUTH_PASSWORD_H
 #define MW_AUTH_PASSWORD_H
@@ -31,5 +32,6 @@
 int password_hash(const char *pw, struct buf *out);
 bool password_verify(const char *pw, const char *hash);
 bool password_needs_rehash(const char *hash);
+const char *password_method_name(const char *hash);
 
 #endif

@@ -10,8 +10,9 @@
  * message need not outlive the call. Then the caller loops:
  * dkim_verify_step() either says DKIM_STEP_DONE or hands out one TXT
  * question (<s>._domainkey.<d>), answered with dkim_verify_answer().
- * dkim_verify() is the driver over dns/dns.h (synchronous and asynchronous
- * backends alike); done is called exactly once.
+ * dkim_verify_keys() / dkim_verify_opt() drive it over dns/dns.h (all keys
+ * at once; synchronous and asynchronous backends alike); done is called
+ * exactly once.
  *
  * Results (RFC 8601 words): pass, fail (bad signature or body hash, rsa-sha1
  * (RFC 8301), RSA key < 1024 bits, expired x=, t= in the future), neutral
@@ -101,8 +102,6 @@ void dkim_verify_keys(struct dkim_verify *v, struct dns_resolver *r, dkim_done_c
 void dkim_verify_expire(struct dkim_verify *v);
 
 /* Verify msg over r; done is called exactly once; res lives during the call. */
-void dkim_verify(struct dns_resolver *r, const char *msg, size_t len, time_t now,
-                 dkim_done_cb done, void *arg);
 void dkim_verify_opt(struct dns_resolver *r, const char *msg, size_t len,
                      const struct dkim_verify_opts *o, dkim_done_cb done, void *arg);
 

@@ -1,6 +1,7 @@
 /*
  * dkim/verify.c - the DKIM verifier (RFC 6376 6, RFC 8301, RFC 8463) as a
- * pull-style state machine, and the dkim_verify() driver over dns/.
+ * pull-style state machine, and its drivers over dns/ (dkim_verify_keys,
+ * dkim_verify_opt).
  *
  * dkim_verify_new() does everything that needs no DNS, for each
  * DKIM-Signature field from the top: tag list, required tags (v a b bh d h
@@ -405,25 +406,29 @@ static size_t choose_signatures(const char *msg, size_t len, const struct dkim_v
     const char *from = o != NULL ? o->from_domain : NULL;
     if (from == NULL)
         from = msg_author(msg, len, &au) == MSG_AUTHOR_OK ? au.mb[0].domain : "";
-    size_t n = 0, total = 0;
-    for (int pass = 0; pass < 3; pass++) {
-        for (size_t j = 0; j < nh; j++) {
-            if (!dkim_hdr_named(&hdrs[j], "DKIM-Signature", 14))
-                continue;
-            total += pass == 0;
-            const char *colon = memchr(hdrs[j].p, ':', hdrs[j].len);
-            size_t off = (size_t)(colon - hdrs[j].p) + 1;
-            struct dkim_tags t;
-            const char *why;
-            bool parses = dkim_tags_parse(hdrs[j].p + off, hdrs[j].len - off, &t, &why) == 0;
-            const struct dkim_tag *d = parses ? dkim_tag_find(&t, "d") : NULL;
-            bool near = d != NULL && near_from(d->val, d->val_len, from);
-            int kind = near ? 0 : parses ? 1 : 2;
-            if (kind == pass && n < DKIM_MAX_SIGS)
-                slots[n++] = j;
-        }
+    /* One look at each field (its tags parsed once), the first
+     * DKIM_MAX_SIGS of each kind kept in message order; then near, other,
+     * junk. */
+    size_t kept[3][DKIM_MAX_SIGS], nk[3] = { 0 }, total = 0;
+    for (size_t j = 0; j < nh; j++) {
+        if (!dkim_hdr_named(&hdrs[j], "DKIM-Signature", 14))
+            continue;
+        total++;
+        const char *colon = memchr(hdrs[j].p, ':', hdrs[j].len);
+        size_t off = (size_t)(colon - hdrs[j].p) + 1;
+        struct dkim_tags t;
+        const char *why;
+        bool parses = dkim_tags_parse(hdrs[j].p + off, hdrs[j].len - off, &t, &why) == 0;
+        const struct dkim_tag *d = parses ? dkim_tag_find(&t, "d") : NULL;
+        int kind = d != NULL && near_from(d->val, d->val_len, from) ? 0 : parses ? 1 : 2;
+        if (nk[kind] < DKIM_MAX_SIGS)
+            kept[kind][nk[kind]++] = j;
     }
     msg_author_free(&au);
+    size_t n = 0;
+    for (int kind = 0; kind < 3; kind++)
+        for (size_t i = 0; i < nk[kind] && n < DKIM_MAX_SIGS; i++)
+            slots[n++] = kept[kind][i];
     *skipped = total - n;
     return n;
 }
@@ -603,13 +608,6 @@ void dkim_verify_opt(struct dns_resolver *r, const char *msg, size_t len,
                      const struct dkim_verify_opts *o, dkim_done_cb done, void *arg)
 {
     dkim_verify_keys(dkim_verify_new(msg, len, o), r, done, arg);
-}
-
-void dkim_verify(struct dns_resolver *r, const char *msg, size_t len, time_t now,
-                 dkim_done_cb done, void *arg)
-{
-    struct dkim_verify_opts o = { .now = now > 0 ? (uint64_t)now : 0 };
-    dkim_verify_opt(r, msg, len, &o, done, arg);
 }
 
 void dkim_authres_skipped(struct authres *ar, size_t skipped)

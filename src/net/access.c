@@ -21,7 +21,6 @@
  */
 #include "net/access.h"
 
-#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,7 +30,6 @@
 
 #include "auth/password.h"
 #include "auth/userdb.h"
-#include "core/cidr.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "core/worker.h"
@@ -147,11 +145,7 @@ static void auth_log(struct conn *c, const char *user, const char *mech, const c
 static const char *auth_rehash(const char *path, const char *user, const char *pass,
                                const char *old, struct buf *why)
 {
-    const char *method = strncmp(old, "$2", 2) == 0   ? "bcrypt"
-                         : strncmp(old, "$6$", 3) == 0 ? "sha512crypt"
-                         : strncmp(old, "$5$", 3) == 0 ? "sha256crypt"
-                         : strncmp(old, "$7$", 3) == 0 ? "scrypt"
-                                                        : "yescrypt-other-cost";
+    const char *method = password_method_name(old);
     struct buf fresh;
     buf_init(&fresh);
     struct userdb db = { 0 };

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -380,6 +381,36 @@ static char *mailbox_key(const struct mw_config *conf, const struct mail_addr *r
     return b.data;
 }
 
+struct rcpt_key {
+    char *key;
+    size_t i;
+};
+
+static int by_key_then_order(const void *a, const void *b)
+{
+    const struct rcpt_key *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* dup[i]: recipient i names a mailbox an earlier recipient named already.
+ * Sorted, so that a transaction at max_recipients costs n log n. */
+static bool *first_of_each_mailbox(const struct mw_config *conf, const struct mail_addr *r,
+                                   size_t n)
+{
+    struct rcpt_key *k = xcalloc(n ? n : 1, sizeof(*k));
+    bool *dup = xcalloc(n ? n : 1, sizeof(*dup));
+    for (size_t i = 0; i < n; i++)
+        k[i] = (struct rcpt_key){ mailbox_key(conf, &r[i]), i };
+    qsort(k, n, sizeof(*k), by_key_then_order);
+    for (size_t i = 1; i < n; i++)
+        dup[k[i].i] = strcmp(k[i].key, k[i - 1].key) == 0;
+    for (size_t i = 0; i < n; i++)
+        xfree(k[i].key);
+    xfree(k);
+    return dup;
+}
+
 void receive_message(struct conn *c)
 {
     const struct smtp_txn *t = smtp_session_txn(c->sess);
@@ -390,18 +421,11 @@ void receive_message(struct conn *c)
     j->body = &t->body;
     j->from = xstrdup(t->from.text);
     j->rcpts = xcalloc(t->nrcpt, sizeof(char *));
-    char **keys = xcalloc(t->nrcpt, sizeof(char *));
+    bool *dup = first_of_each_mailbox(c->conf, t->rcpts, t->nrcpt);
     for (size_t i = 0; i < t->nrcpt; i++) {
         const struct mail_addr *r = &t->rcpts[i];
-        char *key = mailbox_key(c->conf, r);
-        bool dup = false;
-        for (size_t k = 0; k < j->nrcpt && !dup; k++)
-            dup = strcmp(keys[k], key) == 0;
-        if (dup) {
-            xfree(key);
+        if (dup[i])
             continue;
-        }
-        keys[j->nrcpt] = key;
         size_t at = j->nrcpt++;
         if (r->domain[0] == '\0') {
             /* Bare <Postmaster> is the postmaster of our first domain. */
@@ -414,9 +438,7 @@ void receive_message(struct conn *c)
             j->rcpts[at] = xstrdup(r->text);
         }
     }
-    for (size_t k = 0; k < j->nrcpt; k++)
-        xfree(keys[k]);
-    xfree(keys);
+    xfree(dup);
     if (c->spf_header) {
         struct buf spf;
         buf_init(&spf);

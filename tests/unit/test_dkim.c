@@ -662,7 +662,8 @@ static void test_rfc8463(void **state)
     struct dns_resolver r;
     assert_int_equal(dns_zone_parse("dns.json", buf_ptr(&zone), buf_size(&zone), &r, &err), 0);
     struct got g = { 0 };
-    dkim_verify(&r, buf_ptr(&msg), buf_size(&msg), 1528637909, on_done, &g);
+    struct dkim_verify_opts vo = { .now = 1528637909 };
+    dkim_verify_opt(&r, buf_ptr(&msg), buf_size(&msg), &vo, on_done, &g);
     assert_true(g.called);
     assert_int_equal(g.n, 2);
     assert_int_equal(g.r[0].result, DKIM_PASS);
