@@ -1,9 +1,10 @@
 /*
  * receive.c - from a complete SMTP transaction to a durable queue file.
  *
- * On the loop: take the envelope and pick a queue id. On a verify worker:
- * everything that reads the whole message, so that no message, however
- * large or hostile, holds up other sessions: its author (msg_author, the
+ * On the loop: take the envelope and pick a queue id. On a verify worker
+ * (on the loop for a message of at most 64 KiB, where the hop would cost
+ * more than the work): everything that reads the whole message, so that no
+ * message, however large or hostile, holds up other sessions: its author (msg_author, the
  * reading DMARC and the sender binding share), DKIM's local work (header
  * index, canonical body, hashes) and the removal of forged
  * Authentication-Results. Back on the loop: the sender binding, then every
@@ -36,6 +37,11 @@
 #include "net/signing.h"
 #include "msg/header.h"
 #include "spf/spf.h"
+
+/* Messages up to this size are read on the loop (about a millisecond at
+ * most, even for a header built to be expensive); larger ones on the
+ * verify pool. */
+#define INSPECT_ON_LOOP_MAX (64 * 1024)
 
 struct commit_job {
     struct conn *c;
@@ -450,6 +456,13 @@ void receive_message(struct conn *c)
     id_new(j->id);
     c->jobs++;
     /* DKIM needs the message as the client sent it: verify before our
-     * trace fields exist. */
+     * trace fields exist. The work is linear in the message: a small one
+     * costs the loop microseconds, less than the hop to a worker and back,
+     * so only a large one goes to the pool. */
+    if (buf_size(j->body) <= INSPECT_ON_LOOP_MAX) {
+        inspect_work(j);
+        inspect_done(j);
+        return;
+    }
     worker_submit(c->srv->verify_pool, inspect_work, inspect_done, j);
 }
