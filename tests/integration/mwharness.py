@@ -32,19 +32,43 @@ def binary_path():
 
 
 _given_ports = set()
+_port_locks = []
+# Below the kernel's ephemeral range (32768-60999 on Debian), so no client
+# socket of any test can be sitting on a port we hand to a daemon.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_PORT_LOCK_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "mailwarden-test-ports"
 
 
 def free_port():
     """A loopback port nothing listens on, never the same twice in this
-    process (the kernel may hand out a just-closed port again, and a daemon
-    with two listeners on one port cannot start)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _given_ports:
-            _given_ports.add(port)
-            return port
+    process and never the one another test process holds: CTest runs the
+    suites in parallel, and two daemons handed one port race to bind it.
+    Each port is claimed with an flock() held until this process exits, so
+    a crashed run leaves nothing behind."""
+    import fcntl
+    import random
+    _PORT_LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(5000):
+        port = rng.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _given_ports:
+            continue
+        fd = os.open(_PORT_LOCK_DIR / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            os.close(fd)
+            continue
+        _port_locks.append(fd)
+        _given_ports.add(port)
+        return port
+    raise AssertionError("no free loopback port in %d-%d" % (_PORT_LOW, _PORT_HIGH))
 
 
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
@@ -374,10 +398,18 @@ class Daemon:
         """Poll until the listener accepts; the probe session says QUIT and
         waits for the close so it is not left counted against limits."""
         deadline = time.monotonic() + timeout
+        log_path = self.logs[-1]
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"mailwarden exited with {self.proc.returncode} before listening:\n{self.log_tail()}")
+            # Only a daemon that said it started owns the port: a probe
+            # alone could reach someone else's listener there.
+            if b"event=started " not in log_path.read_bytes():
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"mailwarden did not start after {timeout}s:\n{self.log_tail()}")
+                time.sleep(0.02)
+                continue
             try:
                 with SMTPConn(self.port, timeout=10) as c:
                     try:
