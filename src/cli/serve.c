@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/buf.h"
-#include "net/server.h"
+#include "daemon/daemon.h"
 
 static void usage(FILE *f)
 {
@@ -60,5 +60,5 @@ int cli_serve(int argc, char **argv)
         conf_unref(c);
         return EX_OK;
     }
-    return server_run(conf_path, data_dir, dns_zone) == 0 ? EX_OK : EX_CONFIG;
+    return daemon_run(conf_path, data_dir, dns_zone) == 0 ? EX_OK : EX_CONFIG;
 }

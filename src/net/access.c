@@ -13,13 +13,15 @@
  *                  a minute (451 4.7.1); other clients go on to SPF.
  *   RCPT           policy/relay decides local, relay allowed or denied.
  *   connect        at most max_connection_rate new connections a minute per
- *                  IP (421 4.7.0).
+ *                  IP (421 4.7.0; the counters are in limits.c).
  *
  * SECURITY: the password exists only in the session's SASL state and the
  * worker job's copy, which is wiped when the job ends. Log lines carry the
  * user name as sent (escaped by the logger), never the password.
  */
 #include "net/access.h"
+#include "net/conn.h"
+#include "net/limits.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -37,75 +39,6 @@
 #include "msg/header.h"
 #include "policy/ratelimit.h"
 #include "policy/relay.h"
-
-#define ACCESS_MAX_KEYS 100000
-
-struct access {
-    struct backoff *fail_ip, *fail_user;
-    struct rate_limiter *conn_rate, *msg_rate;
-    unsigned failures, backoff, backoff_max, conn_limit, msg_limit;
-    unsigned v6_prefix;    /* the keys' IPv6 prefix: counters change with it */
-    uint64_t generation;   /* counters rebuilt by a reload: a new generation */
-};
-
-static void access_build(struct access *a, const struct mw_config *c)
-{
-    static uint64_t generations;
-    a->generation = ++generations;
-    a->failures = c->auth_failures;
-    a->backoff = c->auth_backoff;
-    a->backoff_max = c->auth_backoff_max;
-    a->conn_limit = c->max_connection_rate;
-    a->msg_limit = c->max_message_rate;
-    a->v6_prefix = c->ipv6_prefix_length;
-    a->fail_ip = backoff_new(a->failures, a->backoff, a->backoff_max, ACCESS_MAX_KEYS);
-    a->fail_user = backoff_new(a->failures, a->backoff, a->backoff_max, ACCESS_MAX_KEYS);
-    a->conn_rate = a->conn_limit ? rate_new(a->conn_limit, 60, ACCESS_MAX_KEYS) : NULL;
-    a->msg_rate = a->msg_limit ? rate_new(a->msg_limit, 60, ACCESS_MAX_KEYS) : NULL;
-}
-
-static void access_clear(struct access *a)
-{
-    backoff_free(a->fail_ip);
-    backoff_free(a->fail_user);
-    if (a->conn_rate)
-        rate_free(a->conn_rate);
-    if (a->msg_rate)
-        rate_free(a->msg_rate);
-    memset(a, 0, sizeof(*a));
-}
-
-struct access *access_new(const struct mw_config *c)
-{
-    struct access *a = xcalloc(1, sizeof(*a));
-    access_build(a, c);
-    return a;
-}
-
-void access_free(struct access *a)
-{
-    if (a == NULL)
-        return;
-    access_clear(a);
-    xfree(a);
-}
-
-void access_reload(struct access *a, const struct mw_config *c)
-{
-    /* Counters survive a reload unless their limits changed. */
-    if (a->failures == c->auth_failures && a->backoff == c->auth_backoff &&
-        a->backoff_max == c->auth_backoff_max && a->conn_limit == c->max_connection_rate &&
-        a->msg_limit == c->max_message_rate &&
-        a->v6_prefix == c->ipv6_prefix_length)
-        return;
-    access_clear(a);
-    access_build(a, c);
-}
-
-bool access_connect_allowed(struct access *a, const char *key)
-{
-    return a->conn_rate == NULL || rate_allow(a->conn_rate, key, time(NULL));
-}
 
 /* ---- AUTH ---- */
 
@@ -285,7 +218,7 @@ void access_mail(struct conn *c)
         sender_check(c);
         return;
     }
-    sender_reset(c);
+    conn_spf_reset(c);
     const struct mail_addr *from = &smtp_session_txn(c->sess)->from;
     struct access *a = c->srv->access;
     if (!from->null && !conf_sender_allowed(c->conf, user, from->local, from->domain)) {

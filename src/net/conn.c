@@ -27,10 +27,21 @@
 #include "core/cidr.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
-#include "net/access.h"
+#include "net/limits.h"
+#include "spf/spf.h"
 #include "tls/tls.h"
 
 #define OUTPUT_HIGH (256 * 1024)  /* stop reading while this much is unsent */
+
+void conn_spf_reset(struct conn *c)
+{
+    xfree(c->spf_header);
+    xfree(c->spf_domain);
+    c->spf_header = NULL;
+    c->spf_domain = NULL;
+    c->spf_result = SPF_NONE;
+    c->spf_helo_result = SPF_NONE;
+}
 
 static void conn_free(struct conn *c)
 {
@@ -53,12 +64,12 @@ static void conn_free(struct conn *c)
     if (c->bev)
         bufferevent_free(c->bev);
     smtp_session_free(c->sess);
-    sender_reset(c);
+    conn_spf_reset(c);
     conf_unref(c->conf);
     tls_server_unref(c->tls);
     xfree(c->tls_info);
     xfree(c);
-    server_maybe_exit(srv);
+    server_idle(srv);
 }
 
 static void conn_drop(struct conn *c)
@@ -267,17 +278,17 @@ static void ask_one(struct conn *c, struct smtp_session *s, enum smtp_ask what)
         if (t->declared_size)
             log_u64(&l, "size", t->declared_size);
         log_end(&l);
-        access_mail(c);
+        c->srv->handlers->mail(c);
         break;
     }
     case SMTP_ASK_RCPT:
-        access_rcpt(c);
+        c->srv->handlers->rcpt(c);
         break;
     case SMTP_ASK_AUTH:
-        access_auth(c);
+        c->srv->handlers->auth(c);
         break;
     case SMTP_ASK_MESSAGE:
-        receive_message(c);
+        c->srv->handlers->message(c);
         break;
     case SMTP_ASK_STARTTLS:
         start_tls(c);

@@ -13,6 +13,7 @@
 #include "smtp/session.h"
 
 struct bufferevent;
+struct sockaddr;
 struct tls_server;
 typedef struct ssl_st SSL;
 
@@ -49,8 +50,15 @@ void conn_pump(struct conn *c);
 /* A job that referred to c has finished with it (frees a dead conn). */
 void conn_job_done(struct conn *c);
 
+/* Forget the SPF result of the last transaction. */
+void conn_spf_reset(struct conn *c);
+/* Accept a connection from a listener; 421 4.7.0 if over a limit. */
+void conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen,
+                 const char *listener, enum mw_tls_mode mode);
+/* 421 to every session not in a commit (shutdown). */
+void conn_shutdown_all(struct server *srv);
+
 /* sender.c: SPF at MAIL, answered asynchronously. */
 void sender_check(struct conn *c);
-void sender_reset(struct conn *c);
 
 #endif

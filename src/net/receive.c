@@ -16,6 +16,8 @@
  * delivery. The session holds the body untouched while it waits, so the
  * workers read it in place.
  */
+#include "net/receive.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 #include "net/access.h"
 #include "net/conn.h"
 #include "net/inbound_dmarc.h"
+#include "queue/queue.h"
 #include "net/signing.h"
 #include "msg/header.h"
 #include "spf/spf.h"
@@ -138,7 +141,7 @@ static void commit_work(void *arg)
         { .iov_base = j->sig.data, .iov_len = j->nsig > 0 ? buf_size(&j->sig) : 0 },
         { .iov_base = (void *)buf_ptr(j->body), .iov_len = buf_size(j->body) },
     };
-    j->result = queue_commit(&j->srv->queue, j->id, &env, iov, 3, &j->slot);
+    j->result = queue_commit(j->srv->queue, j->id, &env, iov, 3, &j->slot);
 }
 
 static void commit_done(void *arg)
@@ -183,7 +186,7 @@ static void commit_done(void *arg)
     }
     conn_pump(c);   /* the reply first, then wake a delivery thread */
     if (j->result == 0)
-        delivery_enqueue(j->srv->delivery, j->id, j->slot);
+        j->srv->queued(j->srv->hook_arg, j->id, j->slot);
     commit_job_free(j);
     conn_job_done(c);
 }

@@ -29,16 +29,6 @@ struct spf_job {
     bool answered;     /* the client has its reply (deadline or result) */
 };
 
-void sender_reset(struct conn *c)
-{
-    xfree(c->spf_header);
-    xfree(c->spf_domain);
-    c->spf_header = NULL;
-    c->spf_domain = NULL;
-    c->spf_result = SPF_NONE;
-    c->spf_helo_result = SPF_NONE;
-}
-
 static void log_spf(struct conn *c, const char *identity, const struct spf_outcome *o)
 {
     struct log_line l;
@@ -151,7 +141,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 void sender_check(struct conn *c)
 {
     const struct smtp_txn *t = smtp_session_txn(c->sess);
-    sender_reset(c);
+    conn_spf_reset(c);
     struct spf_job *j = xcalloc(1, sizeof(*j));
     j->c = c;
     j->ip = xstrdup(c->ip);

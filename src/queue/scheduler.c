@@ -1,5 +1,5 @@
 /*
- * delivery.c - the delivery scheduler: queued messages into Maildirs.
+ * scheduler.c - queued messages to their transports; see scheduler.h.
  *
  * Ids wait in a FIFO; at most max_in_flight deliveries run on the delivery
  * worker pool at once, so a backlog never starves queue commits. A message
@@ -30,9 +30,8 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
-#include "deliver/maildir.h"
 #include "msg/addr.h"
-#include "net/server.h"
+#include "queue/scheduler.h"
 
 struct pending {
     struct pending *next;
@@ -43,7 +42,7 @@ struct pending {
 
 struct retry {
     struct retry *prev, *next;
-    struct delivery *d;
+    struct scheduler *d;
     struct event *ev;
     struct pending *p;
 };
@@ -67,12 +66,12 @@ struct settle {
 };
 
 struct settle_job {
-    struct delivery *d;
+    struct scheduler *d;
     struct settle *list;
 };
 
-struct delivery {
-    struct server *srv;
+struct scheduler {
+    struct sched_ctx ctx;
     struct pending *head, *tail;
     struct retry *retries;
     unsigned in_flight, max_in_flight;
@@ -85,9 +84,8 @@ struct delivery {
 };
 
 struct deliver_job {
-    struct delivery *d;
+    struct scheduler *d;
     struct pending *p;
-    char *mail_dir, *hostname;
     struct mw_config *conf;  /* local_domains, as of this attempt */
     /* results */
     int read_error;
@@ -98,19 +96,19 @@ struct deliver_job {
     struct settle *settle;  /* what is left to do once durable, or NULL */
 };
 
-static void run_next(struct delivery *d);
+static void run_next(struct scheduler *d);
 static void settle_cb(evutil_socket_t fd, short what, void *arg);
 
-struct delivery *delivery_new(struct server *srv)
+struct scheduler *sched_new(const struct sched_ctx *ctx)
 {
-    struct delivery *d = xcalloc(1, sizeof(*d));
-    d->srv = srv;
-    d->max_in_flight = srv->conf->workers * 2;
-    d->settle_ev = evtimer_new(srv->base, settle_cb, d);
+    struct scheduler *d = xcalloc(1, sizeof(*d));
+    d->ctx = *ctx;
+    d->max_in_flight = (*ctx->conf)->workers * 2;
+    d->settle_ev = evtimer_new(ctx->base, settle_cb, d);
     return d;
 }
 
-static void push(struct delivery *d, struct pending *p)
+static void push(struct scheduler *d, struct pending *p)
 {
     p->next = NULL;
     if (d->tail)
@@ -120,7 +118,7 @@ static void push(struct delivery *d, struct pending *p)
     d->tail = p;
 }
 
-static void enqueue(struct delivery *d, const char *id, uint32_t slot, bool check_done)
+static void enqueue(struct scheduler *d, const char *id, uint32_t slot, bool check_done)
 {
     struct pending *p = xcalloc(1, sizeof(*p));
     memcpy(p->ref.id, id, ID_LEN + 1);
@@ -130,16 +128,16 @@ static void enqueue(struct delivery *d, const char *id, uint32_t slot, bool chec
     run_next(d);
 }
 
-void delivery_enqueue(struct delivery *d, const char *id, uint32_t slot)
+void sched_enqueue(struct scheduler *d, const char *id, uint32_t slot)
 {
     enqueue(d, id, slot, false);
 }
 
-void delivery_load_queue(struct delivery *d)
+void sched_load_queue(struct scheduler *d)
 {
     struct queue_ref *refs;
     size_t n;
-    int r = queue_list(&d->srv->queue, &refs, &n);
+    int r = queue_list(d->ctx.queue, &refs, &n);
     if (r < 0) {
         log_kv(MW_LOG_ERROR, "queue_scan", "error", strerror(-r), NULL);
         return;
@@ -181,7 +179,7 @@ static void deliver_work(void *arg)
 {
     struct deliver_job *j = arg;
     struct queue_msg m;
-    const struct queue *q = &j->d->srv->queue;
+    const struct queue *q = j->d->ctx.queue;
 
     j->read_error = queue_read(q, &j->p->ref, j->p->check_done, &m);
     if (j->read_error < 0)
@@ -219,18 +217,7 @@ static void deliver_work(void *arg)
             buf_free(&path);
             continue;
         }
-        struct maildir_msg mm = {
-            .return_path = m.from,
-            .delivered_to = a.text,
-            .domain = a.domain,
-            .local = a.local,
-            .folder = m.folder,
-            .queue_id = m.ref.id,
-            .seq = (unsigned)i,
-            .body = m.body,
-            .body_len = m.body_len,
-        };
-        r = maildir_deliver(j->mail_dir, j->hostname, &mm, MAILDIR_DIRSYNC_LATER, &path);
+        r = j->d->ctx.local(j->d->ctx.local_arg, j->conf, &m, i, &path);
         if (r == 0) {
             m.done[i] = true;
             j->ndelivered++;
@@ -261,7 +248,7 @@ static int cmp_str(const void *a, const void *b)
 static void settle_work(void *arg)
 {
     struct settle_job *sj = arg;
-    const struct queue *q = &sj->d->srv->queue;
+    const struct queue *q = sj->d->ctx.queue;
     size_t n = 0;
     for (struct settle *st = sj->list; st; st = st->next)
         n += st->ndirs;
@@ -297,12 +284,12 @@ static void settle_work(void *arg)
     xfree(err);
 }
 
-static void schedule_retry(struct delivery *d, struct pending *p);
+static void schedule_retry(struct scheduler *d, struct pending *p);
 
 static void settle_done(void *arg)
 {
     struct settle_job *sj = arg;
-    struct delivery *d = sj->d;
+    struct scheduler *d = sj->d;
     while (sj->list) {
         struct settle *st = sj->list;
         sj->list = st->next;
@@ -323,13 +310,13 @@ static void settle_done(void *arg)
         settle_cb(-1, 0, d);
     else if (d->unsettled && !evtimer_pending(d->settle_ev, NULL))
         evtimer_add(d->settle_ev, &settle_delay);
-    server_maybe_exit(d->srv);
+    d->ctx.idle(d->ctx.idle_arg);
 }
 
 /* Timer, or a full batch: hand everything unsettled to one settle job. */
 static void settle_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct delivery *d = arg;
+    struct scheduler *d = arg;
     (void)fd;
     (void)what;
     if (d->settling || d->unsettled == NULL)
@@ -342,10 +329,10 @@ static void settle_cb(evutil_socket_t fd, short what, void *arg)
     d->settling = true;
     d->nsettling = d->nunsettled;
     d->nunsettled = 0;
-    worker_submit(d->srv->deliver_pool, settle_work, settle_done, sj);
+    worker_submit(d->ctx.pool, settle_work, settle_done, sj);
 }
 
-static void settle_add(struct delivery *d, struct settle *st)
+static void settle_add(struct scheduler *d, struct settle *st)
 {
     st->next = d->unsettled;
     d->unsettled = st;
@@ -359,7 +346,7 @@ static void settle_add(struct delivery *d, struct settle *st)
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct retry *r = arg;
-    struct delivery *d = r->d;
+    struct scheduler *d = r->d;
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -372,9 +359,9 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     run_next(d);
 }
 
-static void schedule_retry(struct delivery *d, struct pending *p)
+static void schedule_retry(struct scheduler *d, struct pending *p)
 {
-    const struct mw_config *conf = d->srv->conf;
+    const struct mw_config *conf = *d->ctx.conf;
     p->check_done = true;   /* this attempt may have recorded recipients */
     unsigned delay = conf->retry_min;
     for (unsigned i = 1; i < p->attempts && delay < conf->retry_max; i++)
@@ -384,7 +371,7 @@ static void schedule_retry(struct delivery *d, struct pending *p)
     struct retry *r = xcalloc(1, sizeof(*r));
     r->d = d;
     r->p = p;
-    r->ev = evtimer_new(d->srv->base, retry_cb, r);
+    r->ev = evtimer_new(d->ctx.base, retry_cb, r);
     r->next = d->retries;
     if (d->retries)
         d->retries->prev = r;
@@ -435,7 +422,7 @@ static void log_results(struct deliver_job *j)
 static void deliver_done(void *arg)
 {
     struct deliver_job *j = arg;
-    struct delivery *d = j->d;
+    struct scheduler *d = j->d;
     struct pending *p = j->p;
     d->in_flight--;
 
@@ -447,7 +434,7 @@ static void deliver_done(void *arg)
         log_kv(MW_LOG_ERROR, "queue_corrupt", "queue", p->ref.id, "slot", slot, "error",
                strerror(-j->read_error),
                "action", "moved to queue/corrupt", NULL);
-        queue_quarantine(&d->srv->queue, &p->ref);
+        queue_quarantine(d->ctx.queue, &p->ref);
         xfree(p);
     } else {
         log_results(j);
@@ -457,15 +444,13 @@ static void deliver_done(void *arg)
         settle_add(d, j->settle);   /* also when nothing new was delivered: keeps the order */
     }
     buf_free(&j->log);
-    xfree(j->mail_dir);
-    xfree(j->hostname);
     conf_unref(j->conf);
     xfree(j);
     run_next(d);
-    server_maybe_exit(d->srv);
+    d->ctx.idle(d->ctx.idle_arg);
 }
 
-static void run_next(struct delivery *d)
+static void run_next(struct scheduler *d)
 {
     while (!d->stopped && d->head && d->in_flight < d->max_in_flight) {
         struct pending *p = d->head;
@@ -475,26 +460,24 @@ static void run_next(struct delivery *d)
         struct deliver_job *j = xcalloc(1, sizeof(*j));
         j->d = d;
         j->p = p;
-        j->mail_dir = xstrdup(d->srv->mail_dir);
-        j->hostname = xstrdup(d->srv->conf->hostname);
-        j->conf = conf_ref(d->srv->conf);
+        j->conf = conf_ref(*d->ctx.conf);
         d->in_flight++;
-        worker_submit(d->srv->deliver_pool, deliver_work, deliver_done, j);
+        worker_submit(d->ctx.pool, deliver_work, deliver_done, j);
     }
 }
 
-unsigned delivery_in_flight(const struct delivery *d)
+unsigned sched_in_flight(const struct scheduler *d)
 {
     return d->in_flight + (unsigned)(d->nunsettled + d->nsettling) + (d->settling ? 1 : 0);
 }
 
-void delivery_stop(struct delivery *d)
+void sched_stop(struct scheduler *d)
 {
     d->stopped = true;
     settle_cb(-1, 0, d);   /* settle now what waits, not after the delay */
 }
 
-void delivery_free(struct delivery *d)
+void sched_free(struct scheduler *d)
 {
     if (d == NULL)
         return;

@@ -4,10 +4,10 @@
  * A run moves through: rotate (pool) -> read and build (pool) -> check the
  * destinations (loop, DNS) -> commit, keep back, remove (pool) -> enqueue
  * and log (loop). Each stage's completion looks at d->closing and
- * srv->stopping first: a run caught by shutdown is dropped where it is and
+ * ctx.stopping first: a run caught by shutdown is dropped where it is and
  * its processing file stays for the next start.
  */
-#include "net/dmarc_reports.h"
+#include "report/dmarc_reports.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +25,7 @@
 #include "core/xmalloc.h"
 #include "dmarc/report.h"
 #include "msg/addr.h"
-#include "net/server.h"
+#include "queue/queue.h"
 
 #define MAX_ROW_ERRORS 20   /* bad rows logged one by one per run */
 
@@ -86,7 +86,7 @@ struct run {
 };
 
 struct dmarc_reports {
-    struct server *srv;
+    struct report_ctx ctx;
     struct worker_pool *pool;
     struct event *pool_ev, *timer;
     char *rows, *proc, *dir, *bad;   /* bad: rows.bad, the rows that did not parse */
@@ -113,7 +113,7 @@ static void run_free(struct run *run)
 
 static bool abandoned(const struct run *run)
 {
-    return run->d->closing || run->d->srv->stopping;
+    return run->d->closing || *run->d->ctx.stopping;
 }
 
 static void fail(struct run *run, const char *what)
@@ -239,7 +239,7 @@ static void commit_one(struct run *run, struct dest *t)
                              .nrcpt = 1, .arrival = m.date };
     struct iovec iov = { .iov_base = msg.data, .iov_len = buf_size(&msg) };
     uint32_t slot;
-    int r = queue_commit(&run->d->srv->queue, qid, &env, &iov, 1, &slot);
+    int r = queue_commit(run->d->ctx.queue, qid, &env, &iov, 1, &slot);
     if (r == 0) {
         t->st = D_QUEUED;
         memcpy(t->qid, qid, sizeof(qid));
@@ -350,7 +350,7 @@ static void log_dest(const struct run *run, const struct rep *rp, const struct d
 static void commit_done(void *arg)
 {
     struct run *run = arg;
-    struct server *srv = run->d->srv;
+    const struct report_ctx *ctx = &run->d->ctx;
     for (size_t i = 0; i < run->nreps; i++)
         if (run->reps[i].r->nrua == 0)
             log_dest(run, &run->reps[i], NULL);
@@ -358,7 +358,7 @@ static void commit_done(void *arg)
         struct dest *t = &run->dests[i];
         log_dest(run, &run->reps[t->rep], t);
         if (t->st == D_QUEUED && !abandoned(run))
-            delivery_enqueue(srv->delivery, t->qid, t->slot);
+            ctx->queued(ctx->arg, t->qid, t->slot);
     }
     log_failure(run);
     struct log_line l;
@@ -433,7 +433,7 @@ static void read_done(void *arg)
             continue;
         }
         run->checking++;
-        dmarc_ext_check(run->d->srv->dns, run->reps[t->rep].r->domain, t->domain, checked, t);
+        dmarc_ext_check(run->d->ctx.dns, run->reps[t->rep].r->domain, t->domain, checked, t);
     }
     checked_one(run);
 }
@@ -477,14 +477,14 @@ static bool address_ok(const char *a)
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct dmarc_reports *d = arg;
-    struct server *srv = d->srv;
-    if (srv->conf->dmarc_report_interval > 0)
-        arm(d, srv->conf->dmarc_report_interval);
-    if (d->run != NULL || srv->stopping)
+    const struct mw_config *conf = *d->ctx.conf;
+    if (conf->dmarc_report_interval > 0)
+        arm(d, conf->dmarc_report_interval);
+    if (d->run != NULL || *d->ctx.stopping)
         return;   /* the last run is still going */
     struct run *run = xcalloc(1, sizeof(*run));
     run->d = d;
-    run->conf = conf_ref(srv->conf);
+    run->conf = conf_ref(*d->ctx.conf);
     dmarc_report_identity(run->conf->dmarc_report_org, run->conf->dmarc_report_email,
                           run->conf->hostname, &run->org, &run->email);
     d->run = run;
@@ -503,15 +503,15 @@ static void pool_cb(evutil_socket_t fd, short what, void *arg)
     worker_pool_complete(arg);
 }
 
-struct dmarc_reports *dmarc_reports_start(struct server *srv)
+struct dmarc_reports *dmarc_reports_start(const struct report_ctx *ctx)
 {
-    unsigned interval = srv->conf->dmarc_report_interval;
+    unsigned interval = (*ctx->conf)->dmarc_report_interval;
     if (interval == 0)
         return NULL;
     struct dmarc_reports *d = xcalloc(1, sizeof(*d));
-    d->srv = srv;
+    d->ctx = *ctx;
     struct buf b = { 0 };
-    buf_printf(&b, "%s/dmarc", srv->data_dir);
+    buf_printf(&b, "%s/dmarc", ctx->data_dir);
     d->dir = xstrdup(buf_ptr(&b));
     buf_append_str(&b, "/rows");
     d->rows = xstrdup(buf_ptr(&b));
@@ -524,10 +524,10 @@ struct dmarc_reports *dmarc_reports_start(struct server *srv)
         log_kv(MW_LOG_ERROR, "dmarc_report_error", "file", d->dir, "operation", "mkdir",
                "error", strerror(errno), NULL);
     d->pool = worker_pool_new(1);
-    d->pool_ev = event_new(srv->base, worker_pool_fd(d->pool), EV_READ | EV_PERSIST, pool_cb,
+    d->pool_ev = event_new(ctx->base, worker_pool_fd(d->pool), EV_READ | EV_PERSIST, pool_cb,
                            d->pool);
     event_add(d->pool_ev, NULL);
-    d->timer = evtimer_new(srv->base, tick, d);
+    d->timer = evtimer_new(ctx->base, tick, d);
     /* Rows left in processing by a crash go out first, without waiting. */
     arm(d, access(d->proc, F_OK) == 0 ? 0 : interval);
     char iv[16];
