@@ -30,8 +30,7 @@
  *
  * TLS writes go through OpenSSL's socket BIO: the caller ignores SIGPIPE.
  *
- * I/O-free helpers, exposed for tests: smtp_ext_parse() reads an EHLO
- * reply; smtp_dot_stuff() stuffs a chunk of message (state in *bol).
+ * The I/O-free parts (the EHLO reply, dot-stuffing) are in smtp/ext.h.
  */
 #ifndef MW_SMTP_CLIENT_H
 #define MW_SMTP_CLIENT_H
@@ -42,6 +41,7 @@
 #include <stdio.h>
 
 #include "core/buf.h"
+#include "smtp/ext.h"
 #include "smtp/reply.h"
 
 enum smtp_client_tls {
@@ -71,18 +71,6 @@ enum smtp_client_result {
     SMTPC_EOS = -8,        /* a local failure (socket, TLS library) */
 };
 
-#define SMTP_AUTH_PLAIN 0x1
-#define SMTP_AUTH_LOGIN 0x2
-
-/* What the server's EHLO reply offered. */
-struct smtp_ext {
-    bool starttls, pipelining, eightbitmime, smtputf8, enhancedstatuscodes, chunking;
-    bool auth;             /* any AUTH keyword */
-    unsigned auth_mechs;   /* SMTP_AUTH_* we know among those offered */
-    bool size;             /* SIZE offered */
-    uint64_t size_max;     /* its limit; 0 = none given */
-};
-
 struct smtp_client;
 
 /* *out is always set (free it); on failure the connection is closed. */
@@ -105,9 +93,5 @@ const struct smtp_ext *smtp_client_ext(const struct smtp_client *c);
 /* "host:port" ("[::1]:587" for IPv6) */
 const char *smtp_client_peer(const struct smtp_client *c);
 
-void smtp_ext_parse(const struct smtp_reply *ehlo, struct smtp_ext *ext);
-/* Append p[0..n) dot-stuffed to out; *bol: "at the start of a line", true
- * before the first chunk and carried between chunks. */
-void smtp_dot_stuff(const char *p, size_t n, bool *bol, struct buf *out);
 
 #endif
