@@ -341,6 +341,20 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("retry_min", 60, CFGF_NONE),
     CFG_INT("retry_max", 3600, CFGF_NONE),
     CFG_INT("workers", 4, CFGF_NONE),
+    CFG_INT("max_queue_lifetime", 432000, CFGF_NONE),
+    CFG_INT("delay_warning_time", 14400, CFGF_NONE),
+    CFG_INT("max_connections_per_destination", 20, CFGF_NONE),
+    CFG_INT("max_outbound_connections", 100, CFGF_NONE),
+    CFG_INT("max_messages_per_connection", 100, CFGF_NONE),
+    CFG_INT("outbound_port", 25, CFGF_NONE),
+    CFG_BOOL("outbound_starttls", cfg_true, CFGF_NONE),
+    CFG_INT("smtp_connect_timeout", 30, CFGF_NONE),
+    CFG_INT("smtp_greeting_timeout", 300, CFGF_NONE),
+    CFG_INT("smtp_mail_timeout", 300, CFGF_NONE),
+    CFG_INT("smtp_rcpt_timeout", 300, CFGF_NONE),
+    CFG_INT("smtp_data_init_timeout", 120, CFGF_NONE),
+    CFG_INT("smtp_data_block_timeout", 180, CFGF_NONE),
+    CFG_INT("smtp_data_done_timeout", 600, CFGF_NONE),
     CFG_SEC("listen", listen_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_SEC("certificate", cert_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_SEC("dns", dns_opts, CFGF_NONE),
@@ -376,6 +390,10 @@ static void install_validators(cfg_t *cfg)
     static const char *const positive[] = {
         "max_errors", "command_timeout", "data_timeout", "max_connections",
         "max_connections_per_ip", "retry_min", "retry_max", "spf_timeout", "dkim_timeout",
+        "max_queue_lifetime", "max_connections_per_destination", "max_outbound_connections",
+        "max_messages_per_connection", "smtp_connect_timeout", "smtp_greeting_timeout",
+        "smtp_mail_timeout", "smtp_rcpt_timeout", "smtp_data_init_timeout",
+        "smtp_data_block_timeout", "smtp_data_done_timeout",
     };
     for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++)
         cfg_set_validate_func(cfg, positive[i], v_positive);
@@ -387,6 +405,8 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "hostname", v_domain);
     cfg_set_validate_func(cfg, "data_dir", v_nonempty);
     cfg_set_validate_func(cfg, "listen|port", v_port);
+    cfg_set_validate_func(cfg, "outbound_port", v_port);
+    cfg_set_validate_func(cfg, "delay_warning_time", v_unsigned);
     cfg_set_validate_func(cfg, "listen|address", v_address);
     cfg_set_validate_func(cfg, "listen|tls", v_tls_mode);
     cfg_set_validate_func(cfg, "certificate|cert_file", v_files);
@@ -518,6 +538,20 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->retry_min = (unsigned)cfg_getint(cfg, "retry_min");
     c->retry_max = (unsigned)cfg_getint(cfg, "retry_max");
     c->workers = (unsigned)cfg_getint(cfg, "workers");
+    c->max_queue_lifetime = (unsigned)cfg_getint(cfg, "max_queue_lifetime");
+    c->delay_warning_time = (unsigned)cfg_getint(cfg, "delay_warning_time");
+    c->max_connections_per_destination = (unsigned)cfg_getint(cfg, "max_connections_per_destination");
+    c->max_outbound_connections = (unsigned)cfg_getint(cfg, "max_outbound_connections");
+    c->max_messages_per_connection = (unsigned)cfg_getint(cfg, "max_messages_per_connection");
+    c->outbound_port = (unsigned)cfg_getint(cfg, "outbound_port");
+    c->outbound_starttls = cfg_getbool(cfg, "outbound_starttls");
+    c->smtp_connect_timeout = (unsigned)cfg_getint(cfg, "smtp_connect_timeout");
+    c->smtp_timeouts[0] = (unsigned)cfg_getint(cfg, "smtp_greeting_timeout");
+    c->smtp_timeouts[1] = (unsigned)cfg_getint(cfg, "smtp_mail_timeout");
+    c->smtp_timeouts[2] = (unsigned)cfg_getint(cfg, "smtp_rcpt_timeout");
+    c->smtp_timeouts[3] = (unsigned)cfg_getint(cfg, "smtp_data_init_timeout");
+    c->smtp_timeouts[4] = (unsigned)cfg_getint(cfg, "smtp_data_block_timeout");
+    c->smtp_timeouts[5] = (unsigned)cfg_getint(cfg, "smtp_data_done_timeout");
     c->nlisten = cfg_size(cfg, "listen");
     c->listens = xcalloc(c->nlisten ? c->nlisten : 1, sizeof(*c->listens));
     for (size_t i = 0; i < c->nlisten; i++) {

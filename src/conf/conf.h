@@ -80,6 +80,15 @@ struct mw_config {
     unsigned max_connections_per_ip;
     unsigned retry_min;
     unsigned retry_max;
+    unsigned max_queue_lifetime;      /* seconds; then the message bounces */
+    unsigned delay_warning_time;      /* seconds; 0: no delay warning */
+    unsigned max_connections_per_destination;
+    unsigned max_outbound_connections;
+    unsigned max_messages_per_connection;
+    unsigned outbound_port;           /* the port remote MX hosts are tried on */
+    bool outbound_starttls;           /* STARTTLS when the peer offers it */
+    unsigned smtp_connect_timeout;
+    unsigned smtp_timeouts[6];        /* greeting, MAIL, RCPT, DATA, data block, final dot */
     unsigned workers;
     struct mw_listen *listens;
     size_t nlisten;

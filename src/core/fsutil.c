@@ -143,10 +143,12 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
     if (n1 < 0 || (size_t)n1 >= sizeof(tmppath) || n2 < 0 || (size_t)n2 >= sizeof(destpath))
         return -ENAMETOOLONG;
 
-    int fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    bool again = (flags & FS_COMMIT_IDEMPOTENT) != 0;
+    int fd = open(tmppath, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (again ? O_TRUNC : O_EXCL),
+                  (mode_t)mode);
     if (fd < 0)
         return -errno;
-    int r = write_synced(fd, iov, iovcnt, false);   /* O_EXCL: a new, empty file */
+    int r = write_synced(fd, iov, iovcnt, false);   /* a new or emptied file */
     if (close(fd) < 0 && r == 0)
         r = -errno;
     /* Never replace an existing file: a name collision must fail, not
@@ -155,7 +157,9 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
         r = -errno;
     if (r < 0) {
         unlink(tmppath);
-        return r;
+        if (r != -EEXIST || !again)
+            return r;
+        r = 0;   /* the copy an earlier attempt made stays; this one goes */
     }
     return (flags & FS_COMMIT_DIRSYNC_LATER) ? 0 : fs_fsync_dir(destdir);
 }

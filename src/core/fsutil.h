@@ -31,6 +31,10 @@
 #include "core/buf.h"
 
 #define FS_COMMIT_DIRSYNC_LATER 1
+/* The name is the same at every attempt of one delivery: a file left in
+ * tmpdir by an attempt that crashed is overwritten, and a file already in
+ * destdir under that name is the earlier attempt's copy: 0, not -EEXIST. */
+#define FS_COMMIT_IDEMPOTENT 2
 int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
                    const struct iovec *iov, int iovcnt, int mode, int flags);
 int fs_write_synced(int fd, const struct iovec *iov, int iovcnt);

@@ -25,6 +25,7 @@ int local_deliver(const char *root, const struct mw_config *conf, const struct q
         .folder = m->folder,
         .queue_id = m->ref.id,
         .seq = (unsigned)i,
+        .arrival = m->arrival,
         .body = m->body,
         .body_len = m->body_len,
     };

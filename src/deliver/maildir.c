@@ -29,13 +29,14 @@ void maildir_component(struct buf *out, const char *s)
         buf_append_str(out, "%00");
 }
 
-/* A Maildir file name: time.M<usec>P<pid>Q<queue id>R<seq>.<host> */
-static void unique_name(struct buf *b, const char *hostname, const char *qid, unsigned seq)
+/* A Maildir file name: <arrival>.Q<queue id>R<seq>.<host>. Unique (the
+ * queue id is), and the same at every attempt of one delivery, so that a
+ * retry after a crash finds the copy it already made instead of making a
+ * second one. */
+static void unique_name(struct buf *b, const char *hostname, time_t arrival, const char *qid,
+                        unsigned seq)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    buf_printf(b, "%lld.M%06ldP%dQ%sR%u.", (long long)tv.tv_sec, (long)tv.tv_usec, (int)getpid(),
-               qid, seq);
+    buf_printf(b, "%lld.Q%sR%u.", (long long)arrival, qid, seq);
     for (const char *h = hostname; *h; h++) {
         if (*h == '/')
             buf_append_str(b, "\\057");
@@ -70,14 +71,14 @@ int maildir_deliver(const char *root, const char *hostname, const struct maildir
     buf_printf(&new, "%s/new", box.data);
     buf_printf(&cur, "%s/cur", box.data);
 
-    unique_name(&name, hostname, m->queue_id, m->seq);
+    unique_name(&name, hostname, m->arrival, m->queue_id, m->seq);
     buf_printf(&head, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", m->return_path,
                m->delivered_to);
     struct iovec iov[2] = {
         { .iov_base = head.data, .iov_len = buf_size(&head) },
         { .iov_base = (void *)m->body, .iov_len = m->body_len },
     };
-    int cflags = (flags & MAILDIR_DIRSYNC_LATER) ? FS_COMMIT_DIRSYNC_LATER : 0;
+    int cflags = FS_COMMIT_IDEMPOTENT | ((flags & MAILDIR_DIRSYNC_LATER) ? FS_COMMIT_DIRSYNC_LATER : 0);
     /* The mailbox usually exists: create it only when the commit says a
      * directory is missing, not with a mkdir per path component each time. */
     int r = fs_commit_file(tmp.data, new.data, name.data, iov, 2, 0600, cflags);

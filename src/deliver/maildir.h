@@ -10,6 +10,11 @@
  * then in new/ but safe only once that directory is fsync'd (path_out
  * names the file; its directory is everything before the last '/').
  *
+ * The file name is <arrival>.Q<queue id>R<recipient index>.<host>, the
+ * same at every attempt: a delivery retried after a crash finds its own
+ * earlier copy (rename without replace answers EEXIST) and makes no second
+ * one.
+ *
  * The domain directory is the domain's A-label form (RFC 8616), so a
  * U-label and an A-label address share one mailbox.
  * The domain and local part come from the network: maildir_component()
@@ -23,6 +28,7 @@
 #define MW_DELIVER_MAILDIR_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "core/buf.h"
 
@@ -34,6 +40,7 @@ struct maildir_msg {
     const char *folder;        /* Maildir++ folder, or NULL for the inbox */
     const char *queue_id;
     unsigned seq;              /* recipient index, for a unique file name */
+    time_t arrival;            /* when it was queued: the name's time */
     const char *body;
     size_t body_len;
 };

@@ -18,6 +18,8 @@
 #include "core/str.h"
 #include "core/xmalloc.h"
 
+#define STATE_SUFFIX ".state"   /* <ID>.state: what became of each recipient */
+
 #define QUEUE_MAGIC "MWQ 2\n"
 #define QUEUE_SPENT "MWQ 0\n"
 #define MAGIC_LEN (sizeof(QUEUE_MAGIC) - 1)
@@ -444,13 +446,93 @@ static int parse_file(struct queue_msg *m)
     m->body = p;
     m->body_len = (size_t)size;
     m->done = xcalloc(m->nrcpt, sizeof(bool));
+    m->rs = xcalloc(m->nrcpt, sizeof(*m->rs));
     return 0;
 }
 
-static void read_done(const struct queue *q, struct queue_msg *m)
+/* One word of a state line: p[0..) up to a space; advances *p past it. */
+static bool word(const char **p, const char *end, const char **w, size_t *n)
+{
+    const char *s = *p;
+    const char *sp = memchr(s, ' ', (size_t)(end - s));
+    const char *e = sp ? sp : end;
+    if (e == s)
+        return false;
+    *w = s;
+    *n = (size_t)(e - s);
+    *p = sp ? sp + 1 : end;
+    return true;
+}
+
+/* "F <i> <code> <enh> <mta> <text>" or "T <i> <attempts> <next> <code>
+ * <enh> <mta> <text>"; anything malformed is ignored (the recipient stays
+ * as it was: at worst tried again). */
+static void state_line(struct queue_msg *m, const char *line, size_t len)
+{
+    const char *p = line, *end = line + len, *w;
+    size_t n;
+    uint64_t idx, v;
+    if (len == 1 && line[0] == 'W') {
+        m->warned = true;
+        return;
+    }
+    if (len == 1 && line[0] == 'B') {
+        m->bounced = true;
+        return;
+    }
+    if (len == 1 && line[0] == 'H') {
+        m->held = true;
+        return;
+    }
+    if (len == 1 && line[0] == 'R') {
+        m->held = false;
+        return;
+    }
+    if (line[0] >= '0' && line[0] <= '9') {   /* "<i>": delivered */
+        if (str_to_u64(line, len, m->nrcpt - 1, &idx) == 0) {
+            m->done[idx] = true;
+            m->rs[idx].state = QUEUE_RCPT_DELIVERED;
+        }
+        return;
+    }
+    if (len < 2 || (line[0] != 'F' && line[0] != 'T') || line[1] != ' ')
+        return;
+    bool failed = line[0] == 'F';
+    p += 2;
+    if (!word(&p, end, &w, &n) || str_to_u64(w, n, m->nrcpt - 1, &idx) < 0)
+        return;
+    struct queue_rcpt r = { 0 };
+    r.state = failed ? QUEUE_RCPT_FAILED : QUEUE_RCPT_DEFERRED;
+    if (!failed) {
+        if (!word(&p, end, &w, &n) || str_to_u64(w, n, 1000000, &v) < 0)
+            return;
+        r.attempts = (unsigned)v;
+        if (!word(&p, end, &w, &n) || str_to_u64(w, n, INT64_MAX, &v) < 0)
+            return;
+        r.next = (time_t)v;
+    }
+    if (!word(&p, end, &w, &n) || str_to_u64(w, n, 599, &v) < 0)
+        return;
+    r.code = (unsigned)v;
+    if (!word(&p, end, &w, &n) || n >= sizeof(r.enhanced))
+        return;
+    if (!(n == 1 && w[0] == '-'))
+        memcpy(r.enhanced, w, n);
+    if (!word(&p, end, &w, &n))
+        return;
+    if (m->rs[idx].state == QUEUE_RCPT_DELIVERED)
+        return;   /* a later line never undoes a delivery */
+    queue_rcpt_clear(&m->rs[idx]);
+    r.mta = (n == 1 && w[0] == '-') ? NULL : xmemdup0(w, n);
+    r.reply = xmemdup0(p, (size_t)(end - p));
+    m->rs[idx] = r;
+    m->done[idx] = failed;   /* final either way: not delivered again */
+}
+
+static void read_state_file(const struct queue *q, struct queue_msg *m, const char *suffix)
 {
     char name[ID_LEN + 8];
-    snprintf(name, sizeof(name), "%s.done", m->ref.id);
+    snprintf(name, sizeof(name), "%s%s", m->ref.id, suffix);
     char *path = join(q->dir, name);
     struct buf b;
     buf_init(&b);
@@ -458,14 +540,18 @@ static void read_done(const struct queue *q, struct queue_msg *m)
         m->has_done_file = true;
         const char *p = buf_ptr(&b), *end = p + buf_size(&b), *line;
         size_t len;
-        while (next_line(&p, end, &line, &len)) {
-            uint64_t idx;
-            if (str_to_u64(line, len, m->nrcpt - 1, &idx) == 0)
-                m->done[idx] = true;
-        }
+        while (next_line(&p, end, &line, &len))
+            if (len > 0)
+                state_line(m, line, len);
     }
     buf_free(&b);
     xfree(path);
+}
+
+static void read_done(const struct queue *q, struct queue_msg *m)
+{
+    read_state_file(q, m, ".done");    /* written before recipient states existed */
+    read_state_file(q, m, STATE_SUFFIX);
 }
 
 int queue_read(const struct queue *q, const struct queue_ref *ref, bool check_done,
@@ -505,22 +591,90 @@ void queue_msg_free(struct queue_msg *m)
         xfree(m->rcpts[i]);
     xfree(m->rcpts);
     xfree(m->done);
+    if (m->rs)
+        for (size_t i = 0; i < m->nrcpt; i++)
+            queue_rcpt_clear(&m->rs[i]);
+    xfree(m->rs);
     buf_free(&m->raw);
     memset(m, 0, sizeof(*m));
 }
 
-int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index)
+void queue_rcpt_clear(struct queue_rcpt *r)
 {
+    xfree(r->mta);
+    xfree(r->reply);
+    memset(r, 0, sizeof(*r));
+}
+
+int queue_state_append(const struct queue *q, const char *id, const char *line, size_t n)
+{
+    if (!id_valid(id, strlen(id)))
+        return -EINVAL;
     char name[ID_LEN + 8];
-    snprintf(name, sizeof(name), "%s.done", id);
+    snprintf(name, sizeof(name), "%s%s", id, STATE_SUFFIX);
     int fd = openat(q->dirfd, name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    char line[32];
-    int n = snprintf(line, sizeof(line), "%zu\n", rcpt_index);
-    int r = fs_write_all(fd, line, (size_t)n);
+    /* One write: O_APPEND puts it whole at the end, even with two
+     * attempts of one message (different recipients) writing at once. */
+    int r = fs_write_all(fd, line, n);
     close(fd);
     return r;
+}
+
+int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index)
+{
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%zu\n", rcpt_index);
+    return queue_state_append(q, id, line, (size_t)n);
+}
+
+/* A state word or text: printable ASCII only, never a line end. */
+static void state_text(struct buf *b, const char *s, bool one_word)
+{
+    if (s == NULL || *s == '\0') {
+        buf_append_byte(b, '-');
+        return;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x21 || c > 0x7e)
+            c = (one_word || c != ' ') ? '?' : ' ';
+        buf_append_byte(b, (char)c);
+    }
+}
+
+int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struct queue_rcpt *r)
+{
+    struct buf b;
+    buf_init(&b);
+    if (r->state == QUEUE_RCPT_DELIVERED) {
+        buf_printf(&b, "%zu\n", i);
+    } else if (r->state == QUEUE_RCPT_FAILED) {
+        buf_printf(&b, "F %zu %u ", i, r->code);
+    } else if (r->state == QUEUE_RCPT_DEFERRED) {
+        buf_printf(&b, "T %zu %u %lld %u ", i, r->attempts, (long long)r->next, r->code);
+    } else {
+        buf_free(&b);
+        return -EINVAL;
+    }
+    if (r->state != QUEUE_RCPT_DELIVERED) {
+        state_text(&b, r->enhanced, true);
+        buf_append_byte(&b, ' ');
+        state_text(&b, r->mta, true);
+        buf_append_byte(&b, ' ');
+        state_text(&b, r->reply, false);
+        buf_append_byte(&b, '\n');
+    }
+    int rc = queue_state_append(q, id, buf_ptr(&b), buf_size(&b));
+    buf_free(&b);
+    return rc;
+}
+
+int queue_mark_flag(const struct queue *q, const char *id, char flag)
+{
+    char line[2] = { flag, '\n' };
+    return queue_state_append(q, id, line, 2);
 }
 
 int queue_remove(const struct queue *q, const struct queue_ref *ref, bool has_done_file)
@@ -542,9 +696,11 @@ int queue_remove(const struct queue *q, const struct queue_ref *ref, bool has_do
         r = -EIO;
     close(fd);
     if (has_done_file) {
-        char done[ID_LEN + 8];
-        snprintf(done, sizeof(done), "%s.done", ref->id);
-        unlinkat(q->dirfd, done, 0);
+        char side[ID_LEN + 8];
+        snprintf(side, sizeof(side), "%s.done", ref->id);
+        unlinkat(q->dirfd, side, 0);
+        snprintf(side, sizeof(side), "%s%s", ref->id, STATE_SUFFIX);
+        unlinkat(q->dirfd, side, 0);
     }
     if (r < 0)
         return r;

@@ -37,9 +37,21 @@
  * folder names a Maildir++ folder to deliver into instead of the inbox
  * (DMARC quarantine: "Junk"); letters, digits, '-' and '_' only.
  *
- * Recipients already delivered are appended to a side file <ID>.done, one
- * index per line; a crash between delivery and that append gives a
- * duplicate delivery, which the contract allows, never a loss.
+ * What became of each recipient is appended to a side file <ID>.state,
+ * one line per event, the last word on a recipient winning (a delivery
+ * is never undone):
+ *   <i>                                      delivered
+ *   F <i> <code> <enh> <mta> <text>          failed for good (a bounce is owed)
+ *   T <i> <attempts> <next> <code> <enh> <mta> <text>
+ *                                            deferred until <next> (unix time)
+ *   W                                        the delay warning went out
+ *   B                                        the bounce went out
+ *   H / R                                    held / released by the operator
+ * <enh> and <mta> are "-" when unknown; words and text are printable ASCII.
+ * The lines are written without fsync: a kill -9 keeps them (the page
+ * cache survives the process), and one lost to a power failure gives a
+ * duplicate delivery, which the contract allows, never a loss. A file
+ * <ID>.done from before recipient states (delivered indices) is read too.
  *
  * The reader treats every file as untrusted: a malformed record is
  * reported, never guessed at. All functions block (file I/O): call them
@@ -88,6 +100,23 @@ struct queue_ref {
     uint32_t slot;
 };
 
+enum queue_rcpt_state {
+    QUEUE_RCPT_PENDING,
+    QUEUE_RCPT_DELIVERED,
+    QUEUE_RCPT_FAILED,
+    QUEUE_RCPT_DEFERRED,
+};
+
+struct queue_rcpt {
+    enum queue_rcpt_state state;
+    unsigned attempts;      /* deferred: attempts so far */
+    time_t next;            /* deferred: not before this */
+    unsigned code;          /* the last reply's code (0: none) */
+    char enhanced[12];      /* "4.4.1" or "" */
+    char *mta;              /* the host that answered, or NULL */
+    char *reply;            /* the last reply's text, or NULL */
+};
+
 struct queue_msg {
     struct queue_ref ref;
     char session[ID_LEN + 1];
@@ -96,11 +125,13 @@ struct queue_msg {
     char *spf;              /* NULL if not recorded */
     char *folder;           /* NULL: the inbox */
     char **rcpts;
-    bool *done;
+    bool *done;             /* delivered, or failed for good: not tried again */
+    struct queue_rcpt *rs;  /* what became of each recipient (check_done) */
     size_t nrcpt;
+    bool warned, bounced, held;
     const char *body;       /* points into raw */
     size_t body_len;
-    bool has_done_file;     /* <ID>.done exists */
+    bool has_done_file;     /* <ID>.state exists */
     struct buf raw;
 };
 
@@ -114,14 +145,20 @@ void queue_close(struct queue *q);
 int queue_commit(const struct queue *q, const char *id, const struct queue_env *env,
                  const struct iovec *msg, int msgcnt, uint32_t *slot);
 /* Read and check a record; -ENOENT if the slot no longer holds it. With
- * check_done, also read <ID>.done; a caller that knows none can exist (a
+ * check_done, also read <ID>.state; a caller that knows none can exist (a
  * message it committed itself and has not yet partly delivered) saves the
  * look-up. */
 int queue_read(const struct queue *q, const struct queue_ref *ref, bool check_done,
                struct queue_msg *m);
 void queue_msg_free(struct queue_msg *m);
 int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index);
-/* A delivered message: drop its .done file (has_done_file), mark the slot
+/* Append recipient i's new state (delivered, failed or deferred). */
+int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struct queue_rcpt *r);
+/* Append a flag line: 'W', 'B', 'H' or 'R'. */
+int queue_mark_flag(const struct queue *q, const char *id, char flag);
+int queue_state_append(const struct queue *q, const char *id, const char *line, size_t n);
+void queue_rcpt_clear(struct queue_rcpt *r);
+/* A finished message: drop its .state file (has_done_file), mark the slot
  * spent and give it back. The caller has made every delivery durable. */
 int queue_remove(const struct queue *q, const struct queue_ref *ref, bool has_done_file);
 /* Move a slot whose record is malformed out of the way (queue/corrupt/),

@@ -138,6 +138,64 @@ static void test_roundtrip(void **state)
     assert_int_equal(queue_commit(&f->q, "../x", &env, &iov, 1, &slot), -EINVAL);
 }
 
+static void test_rcpt_states(void **state)
+{
+    struct fixture *f = *state;
+    struct queue_ref ref;
+    commit_one(f, &ref, "x\r\n");   /* two recipients */
+    struct queue_rcpt t = { .state = QUEUE_RCPT_DEFERRED, .attempts = 2, .next = 1700000000,
+                            .code = 451, .enhanced = "4.3.0", .mta = "mx.peer.test[127.0.0.2]",
+                            .reply = "try again\nlater \x01" };
+    assert_int_equal(queue_mark_rcpt(&f->q, ref.id, 0, &t), 0);
+    struct queue_rcpt fl = { .state = QUEUE_RCPT_FAILED, .code = 550, .enhanced = "5.1.1",
+                             .reply = "no such user" };
+    assert_int_equal(queue_mark_rcpt(&f->q, ref.id, 1, &fl), 0);
+    assert_int_equal(queue_mark_flag(&f->q, ref.id, 'W'), 0);
+    /* garbage lines are ignored, not guessed at */
+    const char *junk = "F 9 550 - - out of range\nT 0 x\nZ\n\nF 1\n";
+    assert_int_equal(queue_state_append(&f->q, ref.id, junk, strlen(junk)), 0);
+    struct queue_msg m;
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
+    assert_int_equal(m.rs[0].state, QUEUE_RCPT_DEFERRED);
+    assert_int_equal(m.rs[0].attempts, 2);
+    assert_int_equal(m.rs[0].next, 1700000000);
+    assert_int_equal(m.rs[0].code, 451);
+    assert_string_equal(m.rs[0].enhanced, "4.3.0");
+    assert_string_equal(m.rs[0].mta, "mx.peer.test[127.0.0.2]");
+    assert_string_equal(m.rs[0].reply, "try again?later ?");   /* one line, printable */
+    assert_false(m.done[0]);
+    assert_int_equal(m.rs[1].state, QUEUE_RCPT_FAILED);
+    assert_null(m.rs[1].mta);
+    assert_true(m.done[1]);   /* final: not tried again */
+    assert_true(m.warned);
+    assert_false(m.bounced);
+    queue_msg_free(&m);
+    /* the last word wins, but a delivery is never undone */
+    assert_int_equal(queue_mark_done(&f->q, ref.id, 0), 0);
+    assert_int_equal(queue_mark_rcpt(&f->q, ref.id, 0, &t), 0);
+    assert_int_equal(queue_mark_flag(&f->q, ref.id, 'B'), 0);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
+    assert_int_equal(m.rs[0].state, QUEUE_RCPT_DELIVERED);
+    assert_true(m.done[0]);
+    assert_true(m.bounced);
+    queue_msg_free(&m);
+    /* a side file of the old format (delivered indices) still counts */
+    remove_msg(f, &ref);
+    commit_one(f, &ref, "y\r\n");
+    char old[140];
+    snprintf(old, sizeof(old), "%s/queue/%s.done", f->dir, ref.id);
+    FILE *fp = fopen(old, "w");
+    assert_non_null(fp);
+    fputs("1\n", fp);
+    fclose(fp);
+    assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
+    assert_false(m.done[0]);
+    assert_true(m.done[1]);
+    queue_msg_free(&m);
+    remove_msg(f, &ref);
+    assert_int_equal(access(old, F_OK), -1);
+}
+
 static void test_done_and_remove(void **state)
 {
     struct fixture *f = *state;
@@ -157,7 +215,8 @@ static void test_done_and_remove(void **state)
     queue_msg_free(&m);
     char path[128], done[140];
     slot_path(f, ref.slot, path, sizeof(path));
-    snprintf(done, sizeof(done), "%s/queue/%s.done", f->dir, ref.id);
+    snprintf(done, sizeof(done), "%s/queue/%s.state", f->dir, ref.id);
+    assert_int_equal(access(done, F_OK), 0);
     ino_t ino = stat_of(path).st_ino;
     remove_msg(f, &ref);
     assert_int_equal(queue_read(&f->q, &ref, true, &m), -ENOENT);
@@ -436,6 +495,31 @@ static void test_maildir_deliver(void **state)
     assert_string_equal(buf_ptr(&got), "Return-Path: <s@example.org>\r\nDelivered-To: ../x@localhost\r\n"
                                        "Subject: t\r\n\r\nhi\r\n");
     buf_free(&got);
+
+    /* The same delivery again (a retry after a crash): no second copy. A
+     * tmp/ file a crashed attempt left is replaced, not an error. */
+    char newdir[200], tmpname[300];
+    snprintf(newdir, sizeof(newdir), "%s/localhost/%%2E.%%2Fx/new", root);
+    const char *name = strrchr(buf_ptr(&path), '/') + 1;
+    snprintf(tmpname, sizeof(tmpname), "%s/localhost/%%2E.%%2Fx/tmp/%s", root, name);
+    close(open(tmpname, O_CREAT | O_WRONLY, 0600));
+    struct buf again;
+    buf_init(&again);
+    assert_int_equal(maildir_deliver(root, "mx.test", &m, 0, &again), 0);
+    assert_string_equal(buf_ptr(&again), buf_ptr(&path));
+    assert_int_equal(access(tmpname, F_OK), -1);
+    int entries = 0;
+    DIR *d = opendir(newdir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        entries += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(entries, 1);
+    /* another recipient index is another file */
+    m.seq = 1;
+    assert_int_equal(maildir_deliver(root, "mx.test", &m, 0, NULL), 0);
+    m.seq = 0;
+    buf_free(&again);
     buf_free(&path);
 
     /* A file where the mailbox directory should be: delivery fails. */
@@ -502,6 +586,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rcpt_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_done_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
