@@ -156,8 +156,12 @@ def free_port(avoid=()):
 
 
 def port_open(port):
+    return port_open_at("127.0.0.1", port)
+
+
+def port_open_at(host, port):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -419,11 +423,12 @@ class Mailwarden:
 
     def __init__(self, base, port, binary, listen_extra="", extra_conf="",
                  client_name="smtp-source", settings=None, name=None,
-                 dirname=None):
+                 dirname=None, zone_extra=""):
         if name:
             self.name = name
         self.dir = os.path.join(base, dirname or "mailwarden")
         self.zone = os.path.join(self.dir, "bench.zone")
+        self.zone_extra = zone_extra
         self.settings = dict(MAILWARDEN_SETTINGS, **(settings or {}))
         self.data = os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "mailwarden.conf")
@@ -441,7 +446,7 @@ class Mailwarden:
     def start(self):
         os.makedirs(self.data, exist_ok=True)
         with open(self.zone, "w") as f:
-            f.write(SPF_ZONE)
+            f.write(SPF_ZONE + self.zone_extra)
         settings = "".join(f"{k} = {v}\n" for k, v in self.settings.items())
         with open(self.conf, "w") as f:
             f.write(f"""\

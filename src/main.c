@@ -21,6 +21,7 @@ static const struct {
     { "verify", cli_verify, "check a message: prints an Authentication-Results header" },
     { "dmarc", cli_dmarc, "DMARC aggregate reports: report --dry-run prints the pending ones" },
     { "user", cli_user, "the user database: add, passwd, del, list" },
+    { "queue", cli_queue, "the running daemon's queue: list, show, flush, retry, hold, release, remove" },
     { "send", cli_send, "submit a message over TLS (also installed as sendmail)" },
 };
 

@@ -24,6 +24,7 @@ int cli_verify(int argc, char **argv);
 int cli_user(int argc, char **argv);
 int cli_send(int argc, char **argv);
 int cli_dmarc(int argc, char **argv);
+int cli_queue(int argc, char **argv);
 
 /* The resolver for a DNS-using command: the zone file if zone is given,
  * else libunbound with o on a new *base (NULL for a zone), with an answer

@@ -4,6 +4,7 @@
  * (deliver/) and the reports (report/).
  */
 #include "daemon/daemon.h"
+#include "daemon/control.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +29,7 @@
 #include "dns/dns.h"
 #include "dns/unbound.h"
 #include "deliver/local.h"
+#include "deliver/remote.h"
 #include "net/handlers.h"
 #include "net/limits.h"
 #include "net/listen.h"
@@ -49,6 +51,8 @@ struct daemon {
     struct worker_pool *deliver_pool;
     struct event *commit_ev, *deliver_ev, *auth_ev, *verify_ev;
     struct scheduler *sched;
+    struct remote *remote;
+    struct control *control;
     struct dmarc_reports *dmarc_reports;  /* aggregate reports; NULL when off */
     struct event *sig_term, *sig_int, *sig_hup;
 };
@@ -84,6 +88,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     log_kv(MW_LOG_INFO, "shutdown", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
     server_stop(&dm->srv);
     sched_stop(dm->sched);
+    remote_stop(dm->remote);
     maybe_exit(dm);
 }
 
@@ -272,6 +277,16 @@ static int daemon_start(struct daemon *dm)
         return -1;
     if (open_resolver(dm) < 0)
         return -1;
+    struct remote_ctx rmc = {
+        .base = srv->base,
+        .dns = srv->dns,
+        .conf = &srv->conf,
+        .queue = &dm->queue,
+        .pool = dm->deliver_pool,
+        .idle = maybe_exit,
+        .idle_arg = dm,
+    };
+    dm->remote = remote_new(&rmc);
     struct sched_ctx sc = {
         .base = srv->base,
         .queue = &dm->queue,
@@ -279,11 +294,21 @@ static int daemon_start(struct daemon *dm)
         .conf = &srv->conf,
         .local = deliver_local,
         .local_arg = dm,
+        .remote = remote_start,
+        .remote_arg = dm->remote,
         .idle = maybe_exit,
         .idle_arg = dm,
     };
     dm->sched = sched_new(&sc);
     sched_load_queue(dm->sched);
+    struct control_ctx cc = {
+        .base = srv->base,
+        .data_dir = dm->data_dir,
+        .queue = &dm->queue,
+        .sched = dm->sched,
+        .pool = dm->deliver_pool,
+    };
+    dm->control = control_open(&cc);
     struct report_ctx rc = {
         .base = srv->base,
         .dns = srv->dns,
@@ -320,7 +345,9 @@ static void daemon_cleanup(struct daemon *dm)
     worker_pool_free(dm->deliver_pool);
     worker_pool_free(srv->auth_pool);
     access_free(srv->access);
+    control_close(dm->control);
     sched_free(dm->sched);
+    remote_free(dm->remote);
     if (srv->dns) {
         dns_close(srv->dns);
         xfree(srv->dns);

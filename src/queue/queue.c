@@ -476,8 +476,9 @@ static void state_line(struct queue_msg *m, const char *line, size_t len)
         m->warned = true;
         return;
     }
-    if (len == 1 && line[0] == 'B') {
-        m->bounced = true;
+    if (len > 2 && line[0] == 'B' && line[1] == ' ') {   /* "B <i>": its failure was reported */
+        if (str_to_u64(line + 2, len - 2, m->nrcpt - 1, &idx) == 0)
+            m->rs[idx].reported = true;
         return;
     }
     if (len == 1 && line[0] == 'H') {
@@ -522,6 +523,7 @@ static void state_line(struct queue_msg *m, const char *line, size_t len)
         return;
     if (m->rs[idx].state == QUEUE_RCPT_DELIVERED)
         return;   /* a later line never undoes a delivery */
+    r.reported = m->rs[idx].reported && failed;
     queue_rcpt_clear(&m->rs[idx]);
     r.mta = (n == 1 && w[0] == '-') ? NULL : xmemdup0(w, n);
     r.reply = xmemdup0(p, (size_t)(end - p));
@@ -669,6 +671,13 @@ int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struc
     int rc = queue_state_append(q, id, buf_ptr(&b), buf_size(&b));
     buf_free(&b);
     return rc;
+}
+
+int queue_mark_reported(const struct queue *q, const char *id, size_t i)
+{
+    char line[32];
+    int n = snprintf(line, sizeof(line), "B %zu\n", i);
+    return queue_state_append(q, id, line, (size_t)n);
 }
 
 int queue_mark_flag(const struct queue *q, const char *id, char flag)

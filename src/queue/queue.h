@@ -44,8 +44,8 @@
  *   F <i> <code> <enh> <mta> <text>          failed for good (a bounce is owed)
  *   T <i> <attempts> <next> <code> <enh> <mta> <text>
  *                                            deferred until <next> (unix time)
+ *   B <i>                                    its failure went out in a bounce
  *   W                                        the delay warning went out
- *   B                                        the bounce went out
  *   H / R                                    held / released by the operator
  * <enh> and <mta> are "-" when unknown; words and text are printable ASCII.
  * The lines are written without fsync: a kill -9 keeps them (the page
@@ -115,6 +115,7 @@ struct queue_rcpt {
     char enhanced[12];      /* "4.4.1" or "" */
     char *mta;              /* the host that answered, or NULL */
     char *reply;            /* the last reply's text, or NULL */
+    bool reported;          /* failed, and the bounce saying so went */
 };
 
 struct queue_msg {
@@ -128,7 +129,7 @@ struct queue_msg {
     bool *done;             /* delivered, or failed for good: not tried again */
     struct queue_rcpt *rs;  /* what became of each recipient (check_done) */
     size_t nrcpt;
-    bool warned, bounced, held;
+    bool warned, held;
     const char *body;       /* points into raw */
     size_t body_len;
     bool has_done_file;     /* <ID>.state exists */
@@ -154,7 +155,9 @@ void queue_msg_free(struct queue_msg *m);
 int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index);
 /* Append recipient i's new state (delivered, failed or deferred). */
 int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struct queue_rcpt *r);
-/* Append a flag line: 'W', 'B', 'H' or 'R'. */
+/* Recipient i's failure went out in a bounce. */
+int queue_mark_reported(const struct queue *q, const char *id, size_t i);
+/* Append a flag line: 'W', 'H' or 'R'. */
 int queue_mark_flag(const struct queue *q, const char *id, char flag);
 int queue_state_append(const struct queue *q, const char *id, const char *line, size_t n);
 void queue_rcpt_clear(struct queue_rcpt *r);

@@ -8,13 +8,17 @@
  *   sched_load_queue(s)         everything queue_open() found, at start-up
  *   sched_enqueue(s, id, slot)  a message just committed
  *   sched_stop(s)               finish what runs, start nothing new
- *   sched_in_flight(s)          attempts not yet settled
+ *   sched_in_flight(s)          work that shutdown waits for: pool jobs,
+ *                               unsettled deliveries, open sessions
  *   sched_free(s)
  */
 #ifndef MW_QUEUE_SCHEDULER_H
 #define MW_QUEUE_SCHEDULER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "core/buf.h"
@@ -23,6 +27,8 @@
 struct event_base;
 struct worker_pool;
 struct scheduler;
+struct dest_session;
+struct dests;
 
 /* Local delivery of recipient i of m, on a worker thread: 0 with the
  * new file's path in path_out (its directory not yet fsync'd: the
@@ -37,6 +43,9 @@ struct sched_ctx {
     struct mw_config *const *conf;     /* the daemon's current configuration */
     sched_local_fn local;
     void *local_arg;
+    /* open a session to sess->domain (dest.h) */
+    void (*remote)(void *arg, struct dest_session *sess);
+    void *remote_arg;
     void (*idle)(void *arg);           /* an attempt has settled */
     void *idle_arg;
 };
@@ -47,5 +56,26 @@ void sched_enqueue(struct scheduler *s, const char *id, uint32_t slot);
 void sched_load_queue(struct scheduler *s);
 void sched_stop(struct scheduler *s);
 unsigned sched_in_flight(const struct scheduler *s);
+/* What the operator sees and does (daemon/control.c). */
+struct sched_entry {
+    struct queue_ref ref;
+    bool held;              /* held by the operator */
+    bool active;            /* an attempt is running or about to */
+    time_t next_attempt;    /* waiting: when it is tried again */
+};
+/* Every message the scheduler knows (the caller frees *out). */
+size_t sched_list(struct scheduler *s, struct sched_entry **out);
+/* Try now every waiting message (with a recipient at domain, if not
+ * NULL) and every held-back destination (that one). */
+int sched_flush(struct scheduler *s, const char *domain, unsigned *n);
+/* 0, -ENOENT (no such message) or -EPERM (held: release it first). */
+int sched_retry(struct scheduler *s, const char *id);
+int sched_hold(struct scheduler *s, const char *id);
+int sched_release(struct scheduler *s, const char *id);
+/* Remove the message; the sender gets a bounce unless silent. */
+int sched_remove(struct scheduler *s, const char *id, bool silent);
+
+/* The destination queues, for the remote transport. */
+struct dests *sched_dests(struct scheduler *s);
 
 #endif

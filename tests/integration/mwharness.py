@@ -363,6 +363,7 @@ class Daemon:
         self.port = port or free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.write_config()
+        self._extra_args = tuple(extra_args)
         self._spawn(extra_args)
         return self
 
@@ -372,7 +373,7 @@ class Daemon:
         if new_port:
             self.port = free_port()
             self.write_config()
-        self._spawn(())
+        self._spawn(getattr(self, "_extra_args", ()))   # the same --dns-zone, say
         return self
 
     def _spawn(self, extra_args):
@@ -523,6 +524,18 @@ class Daemon:
 
     def events(self, event, **fields):
         return [f for f in self.log_events(event) if all(f.get(k) == str(v) for k, v in fields.items())]
+
+    # ---------------------------------------------------------- control
+    def queue_cmd(self, *args, check=True, user=None):
+        """`mailwarden queue ARGS --data-dir <ours>` against this daemon;
+        the CompletedProcess. user: run it as that uid (setpriv)."""
+        cmd = [str(self.bin), "queue", *args, "--data-dir", str(self.data_dir)]
+        if user is not None:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        r = subprocess.run(cmd, capture_output=True, timeout=60)
+        if check:
+            assert r.returncode == 0, f"queue {args}: {r.returncode} {r.stderr!r}"
+        return r
 
     # ---------------------------------------------------------- SMTP
     def connect(self, **kw):

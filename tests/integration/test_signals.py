@@ -45,6 +45,7 @@ def test_sigterm_idle_sessions_get_421_exit_0_queue_kept(mw):
 
     mw.unblock_mailbox("blocked")
     mw.restart()
+    mw.queue_cmd("flush")   # its next attempt is an hour away: now
     [d] = mw.wait_mail("localhost", "blocked", 1)
     assert d.received_fields()["id"] == qid_b
     assert d.message == msg_b

@@ -168,16 +168,16 @@ static void test_rcpt_states(void **state)
     assert_null(m.rs[1].mta);
     assert_true(m.done[1]);   /* final: not tried again */
     assert_true(m.warned);
-    assert_false(m.bounced);
+    assert_false(m.rs[1].reported);
     queue_msg_free(&m);
     /* the last word wins, but a delivery is never undone */
     assert_int_equal(queue_mark_done(&f->q, ref.id, 0), 0);
     assert_int_equal(queue_mark_rcpt(&f->q, ref.id, 0, &t), 0);
-    assert_int_equal(queue_mark_flag(&f->q, ref.id, 'B'), 0);
+    assert_int_equal(queue_mark_reported(&f->q, ref.id, 1), 0);
     assert_int_equal(queue_read(&f->q, &ref, true, &m), 0);
     assert_int_equal(m.rs[0].state, QUEUE_RCPT_DELIVERED);
     assert_true(m.done[0]);
-    assert_true(m.bounced);
+    assert_true(m.rs[1].reported);
     queue_msg_free(&m);
     /* a side file of the old format (delivered indices) still counts */
     remove_msg(f, &ref);
