@@ -348,6 +348,7 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("max_messages_per_connection", 100, CFGF_NONE),
     CFG_INT("outbound_port", 25, CFGF_NONE),
     CFG_BOOL("outbound_starttls", cfg_true, CFGF_NONE),
+    CFG_STR("outbound_ca_file", "", CFGF_NONE),
     CFG_INT("smtp_connect_timeout", 30, CFGF_NONE),
     CFG_INT("smtp_greeting_timeout", 300, CFGF_NONE),
     CFG_INT("smtp_mail_timeout", 300, CFGF_NONE),
@@ -545,6 +546,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->max_messages_per_connection = (unsigned)cfg_getint(cfg, "max_messages_per_connection");
     c->outbound_port = (unsigned)cfg_getint(cfg, "outbound_port");
     c->outbound_starttls = cfg_getbool(cfg, "outbound_starttls");
+    c->outbound_ca_file = xstrdup(cfg_getstr(cfg, "outbound_ca_file"));
     c->smtp_connect_timeout = (unsigned)cfg_getint(cfg, "smtp_connect_timeout");
     c->smtp_timeouts[0] = (unsigned)cfg_getint(cfg, "smtp_greeting_timeout");
     c->smtp_timeouts[1] = (unsigned)cfg_getint(cfg, "smtp_mail_timeout");
@@ -662,6 +664,7 @@ void conf_unref(struct mw_config *c)
         xfree(c->certs[i].name);
     }
     xfree(c->certs);
+    xfree(c->outbound_ca_file);
     xfree(c->dns_zone_file);
     xfree(c->dns_trust_anchor_file);
     free_strlist(c->dns_forwarders, c->ndns_forwarders);

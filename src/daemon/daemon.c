@@ -286,7 +286,13 @@ static int daemon_start(struct daemon *dm)
         .idle = maybe_exit,
         .idle_arg = dm,
     };
-    dm->remote = remote_new(&rmc);
+    struct buf rerr = { 0 };
+    dm->remote = remote_new(&rmc, &rerr);
+    if (dm->remote == NULL) {
+        log_kv(MW_LOG_ERROR, "startup", "error", buf_ptr(&rerr), NULL);
+        buf_free(&rerr);
+        return -1;
+    }
     struct sched_ctx sc = {
         .base = srv->base,
         .queue = &dm->queue,

@@ -91,19 +91,32 @@ struct remote {
     struct rsess *sessions;
 };
 
-struct remote *remote_new(const struct remote_ctx *ctx)
+struct remote *remote_new(const struct remote_ctx *ctx, struct buf *err)
 {
+    const struct mw_config *c = *ctx->conf;
+    SSL_CTX *ssl = SSL_CTX_new(TLS_client_method());
+    if (ssl == NULL) {
+        buf_printf(err, "cannot create the outbound TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* Opportunistic: the check is done and logged, a failure does not
+     * stop delivery (remote.h). */
+    SSL_CTX_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+    if (c->outbound_ca_file && c->outbound_ca_file[0]) {
+        if (SSL_CTX_load_verify_locations(ssl, c->outbound_ca_file, NULL) != 1) {
+            buf_printf(err, "%s: outbound_ca_file %s: cannot load the certificates in it",
+                       c->source, c->outbound_ca_file);
+            SSL_CTX_free(ssl);
+            return NULL;
+        }
+    } else {
+        SSL_CTX_set_default_verify_paths(ssl);
+    }
     struct remote *r = xcalloc(1, sizeof(*r));
     r->ctx = *ctx;
-    r->ssl = SSL_CTX_new(TLS_client_method());
-    if (r->ssl != NULL) {
-        SSL_CTX_set_min_proto_version(r->ssl, TLS1_2_VERSION);
-        SSL_CTX_set_options(r->ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-        /* Opportunistic: the check is done and logged, a failure does
-         * not stop delivery (remote.h). */
-        SSL_CTX_set_verify(r->ssl, SSL_VERIFY_NONE, NULL);
-        SSL_CTX_set_default_verify_paths(r->ssl);
-    }
+    r->ssl = ssl;
     return r;
 }
 
@@ -413,7 +426,7 @@ static void connect_next(struct rsess *s)
     s->bev = bufferevent_socket_new(s->r->ctx.base, -1, BEV_OPT_CLOSE_ON_FREE);
     struct smtpo_opts o = {
         .helo = c->hostname,
-        .starttls = c->outbound_starttls && !s->no_tls && s->r->ssl != NULL,
+        .starttls = c->outbound_starttls && !s->no_tls,
         .timeouts = { c->smtp_timeouts[0], c->smtp_timeouts[1], c->smtp_timeouts[2],
                       c->smtp_timeouts[3], c->smtp_timeouts[4], c->smtp_timeouts[5] },
     };

@@ -18,7 +18,8 @@
  * taking each from the destination's queue, and ends with QUIT when the
  * queue is empty or max_messages_per_connection is reached. STARTTLS is
  * used when offered (outbound_starttls): the server name is sent (SNI),
- * the certificate is checked against the system's CA store and the MX
+ * the certificate is checked against the system's CA store (or
+ * outbound_ca_file) and the MX
  * host name, and the result is logged; a certificate that does not
  * verify does not stop delivery (opportunistic TLS, RFC 3207; the policy
  * that makes TLS mandatory is another layer). A failed handshake is
@@ -37,6 +38,7 @@
 #define MW_DELIVER_REMOTE_H
 
 #include "conf/conf.h"
+#include "core/buf.h"
 #include "queue/dest.h"
 #include "queue/queue.h"
 
@@ -55,7 +57,9 @@ struct remote_ctx {
     void *idle_arg;
 };
 
-struct remote *remote_new(const struct remote_ctx *ctx);
+/* NULL with the reason in err (outbound_ca_file cannot be loaded). The
+ * trust store is read once, at start. */
+struct remote *remote_new(const struct remote_ctx *ctx, struct buf *err);
 void remote_free(struct remote *r);
 void remote_start(void *r, struct dest_session *sess);
 void remote_stop(struct remote *r);

@@ -25,7 +25,8 @@ class Message:
 
 class Peer:
     def __init__(self, host="127.0.0.2", port=0, ehlo=("PIPELINING", "8BITMIME", "SIZE 100000000"),
-                 greeting="220 peer.test ESMTP", certfile=None, keyfile=None):
+                 greeting="220 peer.test ESMTP", certfile=None, keyfile=None,
+                 break_tls=False):
         self.host = host
         self.ehlo_keywords = list(ehlo)
         self.greeting = greeting
@@ -36,9 +37,11 @@ class Peer:
         self.commands = []        # every command line, all sessions
         self.lock = threading.Lock()
         self.tls_ctx = None
+        self.break_tls = break_tls   # say 220 to STARTTLS, then hang up
         if certfile:
             self.tls_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls_ctx.load_cert_chain(certfile, keyfile)
+        if certfile or break_tls:
             self.ehlo_keywords.append("STARTTLS")
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -128,6 +131,10 @@ class Peer:
                     send("502 5.5.1 no EHLO here")
                 else:
                     send("250 peer.test")
+            elif verb == "STARTTLS" and self.break_tls and not tls:
+                send("220 2.0.0 go ahead")
+                c.sendall(b"this is not a TLS handshake\r\n")
+                return
             elif verb == "STARTTLS" and self.tls_ctx and not tls:
                 send("220 2.0.0 go ahead")
                 c = self.tls_ctx.wrap_socket(c, server_side=True)

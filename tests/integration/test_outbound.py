@@ -9,8 +9,11 @@ parse with Python's email package.
 
 import email
 import email.policy
+import os
 import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -340,3 +343,78 @@ def test_kill9_while_500_messages_go_out(mw, tmp_path, peer):
     # at most the messages in flight when the process died: one per session
     assert dups <= 4, f"{dups} duplicates"
     wait_until(lambda: not list(mw.queue_dir.glob("*.state")), 60, what="queue drained")
+
+
+TLS_ZONE = """
+example.net.  IN MX 10 mx.test.
+mx.test.      IN A 127.0.0.2
+"""
+
+
+def test_starttls_verified_against_the_configured_ca(mw, tmp_path, peer, pki):
+    p = peer(certfile=str(pki.mx_rsa.cert), keyfile=str(pki.mx_rsa.key))
+    start(mw, tmp_path, TLS_ZONE, p.port, hostname="out.test",
+          outbound_ca_file=str(pki.ca.cert))
+    qid = submit(mw, "sender@example.org", ["user@example.net"], message("tls-ok"))
+    m = p.wait_messages(1)[0]
+    assert m.tls, "the message went in clear text"
+    assert strip_trace(m.data) == message("tls-ok")
+    ev = mw.wait_event("delivery", queue=qid, status="sent")
+    assert re.fullmatch(r"TLSv1\.[23]/[A-Z0-9_-]+/verified", ev["tls"]), ev["tls"]
+    # the EHLO after the handshake is a new one (RFC 3207 4.2)
+    assert p.commands[:3] == ["EHLO out.test", "STARTTLS", "EHLO out.test"]
+
+
+def test_starttls_unverified_still_delivers(mw, tmp_path, peer, pki):
+    # the system store does not know the test CA: opportunistic TLS goes on
+    p = peer(certfile=str(pki.mx_rsa.cert), keyfile=str(pki.mx_rsa.key))
+    start(mw, tmp_path, TLS_ZONE, p.port, hostname="out.test")
+    qid = submit(mw, "sender@example.org", ["user@example.net"], message("tls-unv"))
+    assert p.wait_messages(1)[0].tls
+    ev = mw.wait_event("delivery", queue=qid, status="sent")
+    assert ev["tls"].endswith("/unverified")
+
+
+def test_broken_starttls_retried_in_clear(mw, tmp_path, peer):
+    p = peer(break_tls=True)
+    start(mw, tmp_path, TLS_ZONE, p.port, hostname="out.test")
+    qid = submit(mw, "sender@example.org", ["user@example.net"], message("tls-broken"))
+    m = p.wait_messages(1)[0]
+    assert not m.tls
+    ev = mw.wait_event("delivery", queue=qid, status="sent")
+    assert ev["tls"] == "none"
+    assert mw.events("delivery_attempt", result="tls_failed")
+    assert p.commands.count("STARTTLS") == 1
+
+
+def test_bad_outbound_ca_file_is_a_startup_error(mw, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(AssertionError, match="outbound_ca_file"):
+        start(mw, tmp_path, BASIC, 25, outbound_ca_file=str(bad))
+
+
+def test_delivers_to_postfix_smtp_sink(mw, tmp_path):
+    import subprocess
+    port = free_port()
+    import pwd
+    import tempfile
+    # smtp-sink writes as the postfix user: a directory it can reach
+    dump = Path(tempfile.mkdtemp(prefix="mw-sink."))
+    os.chown(dump, pwd.getpwnam("postfix").pw_uid, -1)
+    os.chmod(dump, 0o755)
+    sink = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "postfix", "-d", str(dump) + "/%M.",
+                             f"127.0.0.2:{port}", "16"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        start(mw, tmp_path, BASIC, port)
+        data = message("to-sink", body="from mailwarden to smtp-sink\r\n.dot\r\n")
+        qid = submit(mw, "sender@example.org", ["user@example.net"], data)
+        mw.wait_event("delivery", queue=qid, status="sent")
+        files = wait_until(lambda: list(dump.iterdir()), 30, what="smtp-sink's dump file")
+        got = files[0].read_bytes()
+        assert data in got.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+    finally:
+        sink.kill()
+        sink.wait()
+        shutil.rmtree(dump, ignore_errors=True)
