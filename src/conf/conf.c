@@ -349,6 +349,7 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("outbound_port", 25, CFGF_NONE),
     CFG_BOOL("outbound_starttls", cfg_true, CFGF_NONE),
     CFG_STR("outbound_ca_file", "", CFGF_NONE),
+    CFG_BOOL("reject_null_mx_sender", cfg_true, CFGF_NONE),
     CFG_INT("smtp_connect_timeout", 30, CFGF_NONE),
     CFG_INT("smtp_greeting_timeout", 300, CFGF_NONE),
     CFG_INT("smtp_mail_timeout", 300, CFGF_NONE),
@@ -547,6 +548,7 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->outbound_port = (unsigned)cfg_getint(cfg, "outbound_port");
     c->outbound_starttls = cfg_getbool(cfg, "outbound_starttls");
     c->outbound_ca_file = xstrdup(cfg_getstr(cfg, "outbound_ca_file"));
+    c->reject_null_mx_sender = cfg_getbool(cfg, "reject_null_mx_sender");
     c->smtp_connect_timeout = (unsigned)cfg_getint(cfg, "smtp_connect_timeout");
     c->smtp_timeouts[0] = (unsigned)cfg_getint(cfg, "smtp_greeting_timeout");
     c->smtp_timeouts[1] = (unsigned)cfg_getint(cfg, "smtp_mail_timeout");

@@ -61,6 +61,7 @@ struct rsess {
     struct mx *mx;
     size_t nmx, imx;
     bool implicit_mx;
+    bool null_mx;                 /* RFC 7505 */
     bool loop_skipped;            /* some host was us */
     bool resolved;                /* the addresses of mx[imx] are in */
     /* addresses of the current host */
@@ -244,6 +245,7 @@ static void mx_answer(void *arg, const struct dns_answer *a)
     struct rsess *s = arg;
     s->dns_pending--;
     s->mx_status = a->status;
+    s->null_mx = dns_answer_null_mx(a);
     if (a->status == DNS_TEMPFAIL)
         snprintf(s->why, sizeof(s->why), "MX lookup for %s failed: %s", s->domain,
                  a->why ? a->why : "temporary DNS failure");
@@ -328,15 +330,11 @@ static void after_mx(struct rsess *s)
     case DNS_OK:
         break;
     }
-    /* RFC 7505: a single MX of preference 0 and host "." */
-    for (size_t i = 0; i < s->nmx; i++) {
-        const char *h = s->mx[i].host;
-        if (h[0] == '\0' || strcmp(h, ".") == 0) {
-            char text[300];
-            snprintf(text, sizeof(text), "the domain %s accepts no mail (null MX)", s->domain);
-            drain(s, QUEUE_RCPT_FAILED, 556, "5.1.10", text);
-            return;
-        }
+    if (s->null_mx) {
+        char text[300];
+        snprintf(text, sizeof(text), "the domain %s accepts no mail (null MX)", s->domain);
+        drain(s, QUEUE_RCPT_FAILED, 556, "5.1.10", text);
+        return;
     }
     qsort(s->mx, s->nmx, sizeof(*s->mx), mx_cmp);
     if (s->nmx > MAX_MX)

@@ -216,6 +216,18 @@ const char *dns_sec_name(enum dns_sec s)
     return "unknown";
 }
 
+bool dns_answer_null_mx(const struct dns_answer *a)
+{
+    if (a->status != DNS_OK)
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        const char *h = a->rr[i].type == DNS_T_MX ? a->rr[i].u.mx.host : NULL;
+        if (h != NULL && (h[0] == '\0' || strcmp(h, ".") == 0))
+            return true;
+    }
+    return false;
+}
+
 void dns_answer_free_records(struct dns_rr *rr, size_t n)
 {
     if (rr == NULL)

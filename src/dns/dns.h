@@ -118,6 +118,10 @@ const char *dns_type_name(enum dns_type t);
 const char *dns_status_name(enum dns_status s);
 const char *dns_sec_name(enum dns_sec s);
 
+/* An MX answer that is a null MX (RFC 7505: "MX 0 ."): the domain
+ * accepts no mail. */
+bool dns_answer_null_mx(const struct dns_answer *a);
+
 /* Helpers for backends building answers. */
 void dns_answer_free_records(struct dns_rr *rr, size_t n);
 /* One record's wire-format RDATA (uncompressed, as libunbound hands it

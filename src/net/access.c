@@ -32,7 +32,9 @@
 
 #include "auth/password.h"
 #include "auth/userdb.h"
+#include "core/idna.h"
 #include "core/log.h"
+#include "dns/dns.h"
 #include "core/str.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
@@ -242,6 +244,51 @@ void access_mail(struct conn *c)
     smtp_session_answer(c->sess, 250, "2.1.0", "Ok");
 }
 
+static void log_rcpt(struct conn *c, const struct mail_addr *r, enum relay_verdict v,
+                     const char *why, const char *result)
+{
+    const char *user = smtp_session_auth_user(c->sess);
+    struct log_line l;
+    log_begin(&l, MW_LOG_INFO, "rcpt");
+    log_str(&l, "session", c->id);
+    log_str(&l, "client", c->ip);
+    log_str(&l, "rcpt", r->text);
+    log_str(&l, "relay", relay_verdict_name(v));
+    log_str(&l, "rule", why);
+    if (user)
+        log_str(&l, "user", user);
+    log_str(&l, "result", result);
+    log_end(&l);
+}
+
+/* A recipient we would relay: its domain's MX, for a null MX (RFC 7505). */
+struct rcpt_job {
+    struct conn *c;
+    const char *why;       /* a static rule name from relay_check */
+    bool done;
+};
+
+static void rcpt_mx(void *arg, const struct dns_answer *a)
+{
+    struct rcpt_job *j = arg;
+    struct conn *c = j->c;
+    if (!c->dead) {
+        const struct mail_addr *r = smtp_session_pending_rcpt(c->sess);
+        if (dns_answer_null_mx(a)) {
+            log_rcpt(c, r, RELAY_ALLOWED, j->why, "null_mx");
+            smtp_session_answer(c->sess, 556, "5.1.10",
+                                "Error: the recipient's domain accepts no mail (null MX)");
+        } else {
+            log_rcpt(c, r, RELAY_ALLOWED, j->why, "accepted");
+            smtp_session_answer(c->sess, 250, "2.1.5", "Ok");
+        }
+        if (!c->in_ask)
+            conn_pump(c);
+    }
+    xfree(j);
+    conn_job_done(c);
+}
+
 void access_rcpt(struct conn *c)
 {
     const struct mail_addr *r = smtp_session_pending_rcpt(c->sess);
@@ -257,18 +304,21 @@ void access_rcpt(struct conn *c)
         code = 550, enh = "5.7.1";
         text = "Error: routing characters in a local address are not accepted";
         result = "refused";
+    } else if (v == RELAY_ALLOWED && r->domain[0] && r->domain[0] != '[') {
+        /* Mail we would relay to a domain that takes none would only
+         * bounce later: say so now (RFC 7505 4.1). */
+        char *ace = idna_to_ascii(r->domain);
+        if (ace != NULL) {
+            struct rcpt_job *j = xcalloc(1, sizeof(*j));
+            j->c = c;
+            j->why = why;
+            c->jobs++;
+            dns_resolve(c->srv->dns, ace, DNS_T_MX, rcpt_mx, j);
+            xfree(ace);
+            return;
+        }
     }
-    struct log_line l;
-    log_begin(&l, MW_LOG_INFO, "rcpt");
-    log_str(&l, "session", c->id);
-    log_str(&l, "client", c->ip);
-    log_str(&l, "rcpt", r->text);
-    log_str(&l, "relay", relay_verdict_name(v));
-    log_str(&l, "rule", why);
-    if (user)
-        log_str(&l, "user", user);
-    log_str(&l, "result", result);
-    log_end(&l);
+    log_rcpt(c, r, v, why, result);
     smtp_session_answer(c->sess, code, enh, text);
 }
 

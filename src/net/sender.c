@@ -16,7 +16,9 @@
 
 #include <event2/event.h>
 
+#include "core/idna.h"
 #include "core/log.h"
+#include "dns/dns.h"
 #include "core/xmalloc.h"
 #include "net/conn.h"
 #include "spf/spf.h"
@@ -26,7 +28,13 @@ struct spf_job {
     struct spf_request req;
     char *ip, *sender, *helo;
     struct event *deadline;
-    bool answered;     /* the client has its reply (deadline or result) */
+    unsigned refs;     /* the SPF chain and the MX lookup */
+    bool answered;     /* the client has its reply */
+    bool spf_done, mx_done, null_mx;
+    /* the reply SPF asks for, sent once the MX answer is in too */
+    unsigned code;
+    const char *enh;
+    char text[256];
 };
 
 static void log_spf(struct conn *c, const char *identity, const struct spf_outcome *o)
@@ -43,6 +51,8 @@ static void log_spf(struct conn *c, const char *identity, const struct spf_outco
 
 static void job_free(struct spf_job *j)
 {
+    if (--j->refs > 0)
+        return;
     struct conn *c = j->c;
     if (j->deadline)
         event_free(j->deadline);
@@ -53,12 +63,34 @@ static void job_free(struct spf_job *j)
     conn_job_done(c);
 }
 
-/* Record the outcome on the conn and answer MAIL. */
+/* Both answers are in (or the deadline passed): answer MAIL. */
+static void maybe_answer(struct spf_job *j)
+{
+    struct conn *c = j->c;
+    if (j->answered || !j->spf_done || !j->mx_done)
+        return;
+    j->answered = true;
+    if (c->dead)
+        return;
+    if (j->null_mx && c->conf->reject_null_mx_sender) {
+        /* RFC 7505 4.2: the domain says it sends no mail to be answered */
+        log_kv(MW_LOG_INFO, "mail_rejected", "session", c->id, "reason", "null MX sender",
+               "from", j->sender, NULL);
+        smtp_session_answer(c->sess, 550, "5.7.27",
+                            "Error: the sender's domain accepts no mail (null MX)");
+    } else {
+        smtp_session_answer(c->sess, j->code, j->enh, j->text);
+    }
+    if (!c->in_ask)
+        conn_pump(c);  /* answered later, from the resolver: send it */
+}
+
+/* Record the SPF outcome on the conn and the reply it asks for. */
 static void decide(struct spf_job *j, const struct spf_outcome *o)
 {
     struct conn *c = j->c;
     const struct mw_config *conf = c->conf;
-    j->answered = true;
+    j->spf_done = true;
     if (c->dead)
         return;
     c->spf_result = o->result;
@@ -74,27 +106,38 @@ static void decide(struct spf_job *j, const struct spf_outcome *o)
         log_kv(MW_LOG_INFO, "mail_rejected", "session", c->id, "reason", "spf fail", NULL);
         /* The explanation comes from the sender's DNS: printable ASCII,
          * but up to 8 KiB; a reply line gets at most 200 bytes of it. */
-        char text[256];
-        snprintf(text, sizeof(text), "SPF validation failed: %.200s",
+        snprintf(j->text, sizeof(j->text), "SPF validation failed: %.200s",
                  o->explanation ? o->explanation : o->domain ? o->domain : "");
-        for (char *p = text; *p; p++)
+        for (char *p = j->text; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';
-        smtp_session_answer(c->sess, 550, "5.7.23", text);
+        j->code = 550, j->enh = "5.7.23";
     } else if (o->result == SPF_TEMPERROR && conf->spf_temperror_defer) {
         log_kv(MW_LOG_INFO, "mail_deferred", "session", c->id, "reason", "spf temperror", NULL);
-        smtp_session_answer(c->sess, 451, "4.4.3", "SPF temporary error, try again later");
+        j->code = 451, j->enh = "4.4.3";
+        snprintf(j->text, sizeof(j->text), "SPF temporary error, try again later");
     } else {
-        smtp_session_answer(c->sess, 250, "2.1.0", "Ok");
+        j->code = 250, j->enh = "2.1.0";
+        snprintf(j->text, sizeof(j->text), "Ok");
     }
-    if (!c->in_ask)
-        conn_pump(c);  /* answered later, from the resolver: send it */
+    maybe_answer(j);
+}
+
+static void mx_done(void *arg, const struct dns_answer *a)
+{
+    struct spf_job *j = arg;
+    if (!j->mx_done) {
+        j->mx_done = true;
+        j->null_mx = dns_answer_null_mx(a);
+        maybe_answer(j);
+    }
+    job_free(j);
 }
 
 static void mfrom_done(void *arg, const struct spf_outcome *o)
 {
     struct spf_job *j = arg;
-    if (!j->answered) {
+    if (!j->spf_done) {
         log_spf(j->c, j->req.helo_identity ? "helo" : "mailfrom", o);
         decide(j, o);
     }
@@ -105,7 +148,7 @@ static void helo_done(void *arg, const struct spf_outcome *o)
 {
     struct spf_job *j = arg;
     struct conn *c = j->c;
-    if (j->answered || c->dead) {
+    if (j->spf_done || c->dead) {
         job_free(j);
         return;
     }
@@ -128,6 +171,11 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     struct spf_job *j = arg;
     if (j->answered)
         return;
+    j->mx_done = true;   /* no MX answer in time: not known to be null */
+    if (j->spf_done) {
+        maybe_answer(j);
+        return;
+    }
     const char *at = strrchr(j->req.sender, '@');
     struct spf_outcome o = {
         .result = SPF_TEMPERROR,
@@ -156,5 +204,15 @@ void sender_check(struct conn *c)
     j->deadline = evtimer_new(c->srv->base, deadline_cb, j);
     struct timeval tv = { .tv_sec = c->conf->spf_timeout, .tv_usec = 0 };
     evtimer_add(j->deadline, &tv);
+    /* The sender domain's MX, for RFC 7505, at the same time as SPF. */
+    const char *dom = t->from.domain;
+    char *ace = !t->from.null && dom[0] && dom[0] != '[' && c->conf->reject_null_mx_sender
+                    ? idna_to_ascii(dom) : NULL;
+    j->refs = ace ? 2 : 1;
+    j->mx_done = ace == NULL;
+    if (ace) {
+        dns_resolve(c->srv->dns, ace, DNS_T_MX, mx_done, j);
+        xfree(ace);
+    }
     spf_check(c->srv->dns, &j->req, helo_done, j);
 }

@@ -217,16 +217,24 @@ def test_no_bounce_for_a_bounce(mw, tmp_path, peer):
 
 
 def test_null_mx_bounces_without_a_connection(mw, tmp_path, peer):
+    # queued while the domain still had an MX (its host down), then the
+    # domain publishes a null MX: the next attempt bounces, no connection
     p = peer()
-    z = BASIC + "nomail.example.  IN MX 0 .\n"
+    p.stop()
+    z = BASIC + "nomail.example.  IN MX 10 mx.example.net.\n"
     start(mw, tmp_path, z, p.port)
     qid = submit(mw, "sender@example.org", ["user@nomail.example"], message("nullmx"))
+    mw.wait_event("destination_held", destination="nomail.example")
+    mw.stop()
+    zone(tmp_path, BASIC + "nomail.example.  IN MX 0 .\n")
+    mw.restart()
+    mw.queue_cmd("flush")
     msg, _ = parse_bounce(mw)
     r = msg.get_payload()[1].get_payload()[1]
     assert r["Status"] == "5.1.10"
     assert r["Final-Recipient"] == "rfc822; user@nomail.example"
-    assert p.sessions == 0
-    mw.wait_event("delivery", queue=qid, status="bounced", dsn="5.1.10")
+    ev = mw.wait_event("delivery", queue=qid, status="bounced", dsn="5.1.10")
+    assert ev["relay"] == "none"
 
 
 def test_no_8bit_to_a_7bit_peer(mw, tmp_path, peer):
@@ -418,3 +426,33 @@ def test_delivers_to_postfix_smtp_sink(mw, tmp_path):
         sink.kill()
         sink.wait()
         shutil.rmtree(dump, ignore_errors=True)
+
+
+NULLMX = BASIC + "nomail.example.  IN MX 0 .\n"
+
+
+def test_rcpt_for_a_null_mx_domain_refused_at_once(mw, tmp_path):
+    start(mw, tmp_path, NULLMX, 25)
+    with mw.session() as c:
+        assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+        r = c.cmd("RCPT TO:<user@NoMail.Example>")
+        assert (r.code, r.enhanced) == (556, "5.1.10"), r
+        # a domain with real MX records is accepted in the same transaction
+        assert c.cmd("RCPT TO:<user@example.net>").code == 250
+    ev = mw.wait_event("rcpt", result="null_mx")
+    assert ev["rcpt"] == "user@NoMail.Example"
+
+
+def test_mail_from_a_null_mx_domain(mw, tmp_path):
+    # mail for a local user from a domain that says it sends no mail
+    start(mw, tmp_path, NULLMX, 25, relay_networks=[])
+    with mw.session() as c:
+        r = c.cmd("MAIL FROM:<someone@nomail.example>")
+        assert (r.code, r.enhanced) == (550, "5.7.27"), r
+        assert c.cmd("MAIL FROM:<someone@example.net>").code == 250
+    mw.stop()
+    mw.settings["reject_null_mx_sender"] = False
+    mw.write_config()
+    mw.restart(new_port=False)
+    with mw.session() as c:
+        assert c.cmd("MAIL FROM:<someone@nomail.example>").code == 250
