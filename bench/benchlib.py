@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -920,6 +921,42 @@ def tail_file(path, n=20):
             return "".join(f.readlines()[-n:])
     except OSError:
         return ""
+
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+
+
+class Sink:
+    """smtp-sink on 127.0.0.2, its message counter read from -c output."""
+
+    def __init__(self, port):
+        self.port = port
+        self.count = 0
+        self.proc = subprocess.Popen([SMTP_SINK, "-c", "-u", "postfix", f"127.0.0.2:{port}", "1024"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        deadline = time.monotonic() + 10
+        while not port_open_at("127.0.0.2", port):
+            if time.monotonic() > deadline:
+                raise BenchError("smtp-sink did not start")
+            time.sleep(0.05)
+
+    def _read(self):
+        tail = b""
+        while True:
+            b = self.proc.stdout.read1(65536)
+            if not b:
+                return
+            tail = (tail + b)[-200:]
+            m = re.findall(rb"mesg=(\d+)", tail)
+            if m:
+                self.count = int(m[-1])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
 
 
 # --------------------------------------------------------------------------

@@ -43,6 +43,7 @@
 #include "cli/cli.h"
 #include "cli/send_msg.h"
 #include "conf/conf.h"
+#include "core/fsutil.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
 #include "msg/addr.h"
@@ -292,37 +293,7 @@ static int send_conf_load(const char *path, struct send_conf *c, struct buf *err
 /* The first line of password_file, which others must not be able to open. */
 static int read_password_file(struct send_conf *c, struct buf *err)
 {
-    char data[MAX_PASSWORD + 2];
-    struct stat st;
-    int fd = open(c->password_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        buf_printf(err, "%s: cannot read password file: %s\n", c->password_file, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    ssize_t n = -1;
-    if (!S_ISREG(st.st_mode))
-        buf_printf(err, "%s: the password file is not a regular file\n", c->password_file);
-    else if (st.st_mode & 007)
-        buf_printf(err, "%s: the password file is open to other users (mode %04o); "
-                   "run: chmod o-rwx %s\n", c->password_file, (unsigned)(st.st_mode & 07777),
-                   c->password_file);
-    else if ((n = read(fd, data, sizeof(data) - 1)) < 0)
-        buf_printf(err, "%s: cannot read password file: %s\n", c->password_file, strerror(errno));
-    close(fd);
-    if (n >= 0) {
-        data[n] = '\0';
-        data[strcspn(data, "\r\n")] = '\0';
-        if (data[0] == '\0')
-            buf_printf(err, "%s: the password file is empty\n", c->password_file);
-        else if (strlen(data) > MAX_PASSWORD)
-            buf_printf(err, "%s: the password is too long\n", c->password_file);
-        else
-            c->password = xstrdup(data);
-    }
-    explicit_bzero(data, sizeof(data));
-    return c->password != NULL ? 0 : -1;
+    return fs_read_secret(c->password_file, MAX_PASSWORD, &c->password, err);
 }
 
 /* ---------------------------------------------------------- envelope */

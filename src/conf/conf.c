@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -119,6 +120,62 @@ static bool domain_ok(const char *d)
         }
     }
     return label > 0 && d[n - 1] != '-';
+}
+
+/* "host", "host:port", "[host]:port" or "[IPv6]:port": 0 with the parts,
+ * or -1. */
+static int relayhost_split(const char *v, char *host, size_t hostsz, unsigned *port)
+{
+    *port = 25;
+    const char *h = v, *end;
+    if (v[0] == '[') {
+        end = strchr(v, ']');
+        if (end == NULL)
+            return -1;
+        h = v + 1;
+        const char *rest = end + 1;
+        if (*rest == ':') {
+            char *e;
+            long p = strtol(rest + 1, &e, 10);
+            if (*e || p < 1 || p > 65535)
+                return -1;
+            *port = (unsigned)p;
+        } else if (*rest) {
+            return -1;
+        }
+    } else {
+        end = strchr(v, ':');
+        if (end == NULL)
+            end = v + strlen(v);
+        else {
+            char *e;
+            long p = strtol(end + 1, &e, 10);
+            if (*e || p < 1 || p > 65535 || strchr(end + 1, ':'))
+                return -1;
+            *port = (unsigned)p;
+        }
+    }
+    size_t n = (size_t)(end - h);
+    if (n == 0 || n >= hostsz)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    return 0;
+}
+
+static int v_relayhost(cfg_t *cfg, cfg_opt_t *opt)
+{
+    const char *v = cfg_opt_getnstr(opt, 0);
+    char host[256];
+    unsigned port;
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (relayhost_split(v, host, sizeof(host), &port) < 0 ||
+        (!domain_ok(host) && strspn(host, "0123456789abcdefABCDEF:.") != strlen(host))) {
+        cfg_error(cfg, "relayhost %s: not host, host:port or [host]:port", v);
+        return -1;
+    }
+    return 0;
 }
 
 static int v_domain(cfg_t *cfg, cfg_opt_t *opt)
@@ -349,6 +406,9 @@ static cfg_opt_t root_opts[] = {
     CFG_INT("outbound_port", 25, CFGF_NONE),
     CFG_BOOL("outbound_starttls", cfg_true, CFGF_NONE),
     CFG_STR("outbound_ca_file", "", CFGF_NONE),
+    CFG_STR("relayhost", "", CFGF_NONE),
+    CFG_STR("relayhost_user", "", CFGF_NONE),
+    CFG_STR("relayhost_password_file", "", CFGF_NONE),
     CFG_BOOL("reject_null_mx_sender", cfg_true, CFGF_NONE),
     CFG_INT("smtp_connect_timeout", 30, CFGF_NONE),
     CFG_INT("smtp_greeting_timeout", 300, CFGF_NONE),
@@ -408,6 +468,7 @@ static void install_validators(cfg_t *cfg)
     cfg_set_validate_func(cfg, "data_dir", v_nonempty);
     cfg_set_validate_func(cfg, "listen|port", v_port);
     cfg_set_validate_func(cfg, "outbound_port", v_port);
+    cfg_set_validate_func(cfg, "relayhost", v_relayhost);
     cfg_set_validate_func(cfg, "delay_warning_time", v_unsigned);
     cfg_set_validate_func(cfg, "listen|address", v_address);
     cfg_set_validate_func(cfg, "listen|tls", v_tls_mode);
@@ -549,6 +610,17 @@ static void build(cfg_t *cfg, const char *source, struct mw_config *c)
     c->outbound_starttls = cfg_getbool(cfg, "outbound_starttls");
     c->outbound_ca_file = xstrdup(cfg_getstr(cfg, "outbound_ca_file"));
     c->reject_null_mx_sender = cfg_getbool(cfg, "reject_null_mx_sender");
+    const char *rh = cfg_getstr(cfg, "relayhost");
+    if (rh && rh[0]) {
+        char host[256];
+        unsigned port = 25;
+        if (relayhost_split(rh, host, sizeof(host), &port) == 0) {
+            c->relayhost_host = xstrdup(host);
+            c->relayhost_port = port;
+        }
+    }
+    c->relayhost_user = xstrdup(cfg_getstr(cfg, "relayhost_user"));
+    c->relayhost_password_file = xstrdup(cfg_getstr(cfg, "relayhost_password_file"));
     c->smtp_connect_timeout = (unsigned)cfg_getint(cfg, "smtp_connect_timeout");
     c->smtp_timeouts[0] = (unsigned)cfg_getint(cfg, "smtp_greeting_timeout");
     c->smtp_timeouts[1] = (unsigned)cfg_getint(cfg, "smtp_mail_timeout");
@@ -619,6 +691,16 @@ int conf_load(const char *path, struct mw_config **out, struct buf *err)
             buf_printf(err, "%s:0: retry_max (%ld) is below retry_min (%ld)\n",
                        path ? path : "(default)", hi, lo);
             r = CFG_PARSE_ERROR;
+        } else if ((cfg_getstr(cfg, "relayhost_user")[0] != '\0') !=
+                   (cfg_getstr(cfg, "relayhost_password_file")[0] != '\0')) {
+            buf_printf(err, "%s:0: relayhost_user and relayhost_password_file go together\n",
+                       path ? path : "(default)");
+            r = CFG_PARSE_ERROR;
+        } else if (cfg_getstr(cfg, "relayhost_user")[0] != '\0' &&
+                   cfg_getstr(cfg, "relayhost")[0] == '\0') {
+            buf_printf(err, "%s:0: relayhost_user is set but relayhost is not\n",
+                       path ? path : "(default)");
+            r = CFG_PARSE_ERROR;
         } else if (cfg_size(cfg, "listen") == 0) {
             buf_printf(err, "%s:0: no listen section: the daemon would accept nothing\n",
                        path ? path : "(default)");
@@ -667,6 +749,9 @@ void conf_unref(struct mw_config *c)
     }
     xfree(c->certs);
     xfree(c->outbound_ca_file);
+    xfree(c->relayhost_host);
+    xfree(c->relayhost_user);
+    xfree(c->relayhost_password_file);
     xfree(c->dns_zone_file);
     xfree(c->dns_trust_anchor_file);
     free_strlist(c->dns_forwarders, c->ndns_forwarders);

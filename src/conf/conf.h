@@ -88,7 +88,11 @@ struct mw_config {
     unsigned outbound_port;           /* the port remote MX hosts are tried on */
     bool outbound_starttls;           /* STARTTLS when the peer offers it */
     bool reject_null_mx_sender;       /* MAIL FROM a null-MX domain: 550 5.7.27 */
-    char *outbound_ca_file;           /* CAs for checking MX certificates; "": the system's */
+    char *outbound_ca_file;
+    char *relayhost_host;             /* smarthost: every remote recipient goes there; NULL: MX */
+    unsigned relayhost_port;
+    char *relayhost_user;             /* "": no AUTH */
+    char *relayhost_password_file;           /* CAs for checking MX certificates; "": the system's */
     unsigned smtp_connect_timeout;
     unsigned smtp_timeouts[6];        /* greeting, MAIL, RCPT, DATA, data block, final dot */
     unsigned workers;

@@ -202,3 +202,40 @@ int fs_read_file(const char *path, size_t max, struct buf *out)
     close(fd);
     return 0;
 }
+
+int fs_read_secret(const char *path, size_t max, char **out, struct buf *err)
+{
+    *out = NULL;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        buf_printf(err, "%s: cannot read password file: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char *data = xmalloc(max + 2);
+    ssize_t n = -1;
+    if (!S_ISREG(st.st_mode))
+        buf_printf(err, "%s: the password file is not a regular file\n", path);
+    else if (st.st_mode & 007)
+        buf_printf(err, "%s: the password file is open to other users (mode %04o); "
+                   "run: chmod o-rwx %s\n", path, (unsigned)(st.st_mode & 07777), path);
+    else if ((n = read(fd, data, max + 1)) < 0)
+        buf_printf(err, "%s: cannot read password file: %s\n", path, strerror(errno));
+    close(fd);
+    int r = -1;
+    if (n >= 0) {
+        data[n] = '\0';
+        data[strcspn(data, "\r\n")] = '\0';
+        if (data[0] == '\0')
+            buf_printf(err, "%s: the password file is empty\n", path);
+        else if (strlen(data) > max)
+            buf_printf(err, "%s: the password is too long\n", path);
+        else
+            *out = xstrdup(data), r = 0;
+    }
+    explicit_bzero(data, max + 2);
+    xfree(data);
+    return r;
+}

@@ -30,11 +30,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "core/worker.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "queue/scheduler.h"
 #include "smtp/outbound.h"
 
 #define MAX_MX 10        /* hosts tried per session */
@@ -46,7 +48,7 @@ struct mx {
     unsigned rnd;
 };
 
-enum step { S_MX, S_ADDRS, S_CONNECT, S_SMTP, S_LOAD, S_DONE };
+enum step { S_MX, S_ADDRS, S_CONNECT, S_SMTP, S_NORELAY };
 
 struct rsess {
     struct rsess *prev, *next;
@@ -64,6 +66,8 @@ struct rsess {
     bool null_mx;                 /* RFC 7505 */
     bool loop_skipped;            /* some host was us */
     bool resolved;                /* the addresses of mx[imx] are in */
+    bool relayhost;               /* to the smarthost: verified TLS required, AUTH */
+    unsigned port;
     /* addresses of the current host */
     struct sockaddr_storage addr[MAX_ADDRS];
     socklen_t addrlen[MAX_ADDRS];
@@ -89,6 +93,7 @@ struct rsess {
 struct remote {
     struct remote_ctx ctx;
     SSL_CTX *ssl;
+    char *relay_pass;             /* relayhost_password_file, read at start */
     struct rsess *sessions;
 };
 
@@ -115,9 +120,16 @@ struct remote *remote_new(const struct remote_ctx *ctx, struct buf *err)
     } else {
         SSL_CTX_set_default_verify_paths(ssl);
     }
+    char *pass = NULL;
+    if (c->relayhost_password_file && c->relayhost_password_file[0] &&
+        fs_read_secret(c->relayhost_password_file, 255, &pass, err) < 0) {
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
     struct remote *r = xcalloc(1, sizeof(*r));
     r->ctx = *ctx;
     r->ssl = ssl;
+    r->relay_pass = pass;
     return r;
 }
 
@@ -127,6 +139,10 @@ void remote_free(struct remote *r)
         return;
     if (r->ssl)
         SSL_CTX_free(r->ssl);
+    if (r->relay_pass) {
+        explicit_bzero(r->relay_pass, strlen(r->relay_pass));
+        xfree(r->relay_pass);
+    }
     xfree(r);
 }
 
@@ -274,7 +290,7 @@ static void addr_answer(void *arg, const struct dns_answer *a)
         for (size_t i = 0; i < a->n && s->naddr < MAX_ADDRS; i++) {
             struct sockaddr_storage *ss = &s->addr[s->naddr];
             memset(ss, 0, sizeof(*ss));
-            unsigned port = (*s->r->ctx.conf)->outbound_port;
+            unsigned port = s->port;
             if (a->rr[i].type == DNS_T_A) {
                 struct sockaddr_in *in = (struct sockaddr_in *)ss;
                 in->sin_family = AF_INET;
@@ -422,9 +438,13 @@ static void connect_next(struct rsess *s)
     snprintf(s->relay, sizeof(s->relay), "%s[%s]:%u", s->mx[s->imx].host, ip, port);
     snprintf(s->tls, sizeof(s->tls), "none");
     s->bev = bufferevent_socket_new(s->r->ctx.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    bool auth = s->relayhost && c->relayhost_user && c->relayhost_user[0];
     struct smtpo_opts o = {
         .helo = c->hostname,
         .starttls = c->outbound_starttls && !s->no_tls,
+        .require_tls = s->relayhost,
+        .auth_user = auth ? c->relayhost_user : NULL,
+        .auth_pass = auth ? s->r->relay_pass : NULL,
         .timeouts = { c->smtp_timeouts[0], c->smtp_timeouts[1], c->smtp_timeouts[2],
                       c->smtp_timeouts[3], c->smtp_timeouts[4], c->smtp_timeouts[5] },
     };
@@ -517,8 +537,17 @@ static void start_tls(struct rsess *s)
         smtpo_tls_failed(s->o);
         return;
     }
-    SSL_set_tlsext_host_name(ssl, host);
-    SSL_set1_host(ssl, host);
+    struct in6_addr a6;
+    struct in_addr a4;
+    bool literal = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+    if (literal)
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+    else {
+        SSL_set_tlsext_host_name(ssl, host);
+        SSL_set1_host(ssl, host);
+    }
+    if (s->relayhost)   /* the smarthost: a certificate that does not verify ends it */
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
     struct bufferevent *tb = bufferevent_openssl_filter_new(
         s->r->ctx.base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
     if (tb == NULL) {
@@ -616,7 +645,7 @@ static void advance(struct rsess *s)
                          sr->enhanced, sr->enhanced[0] ? " " : "", sr->text);
             else
                 str_lcpy(why, smtpo_why(s->o), sizeof(why));
-            if (e == SMTPO_ETLS && !s->no_tls) {
+            if (e == SMTPO_ETLS && !s->no_tls && !s->relayhost) {
                 /* opportunistic: the same address again, in clear text */
                 log_kv(MW_LOG_WARN, "delivery_attempt", "destination", s->domain, "relay",
                        s->relay, "result", "tls_failed", "action", "retry without STARTTLS",
@@ -693,6 +722,28 @@ static void sess_event(struct bufferevent *bev, short what, void *arg)
     advance(s);
 }
 
+/* A host that is an IP address needs no lookup. */
+static bool add_literal(struct rsess *s, const char *h)
+{
+    struct sockaddr_storage *ss = &s->addr[0];
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, h, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)s->port);
+        s->addrlen[0] = sizeof(*in);
+    } else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)s->port);
+        s->addrlen[0] = sizeof(*in6);
+    } else {
+        return false;
+    }
+    s->naddr = 1;
+    return true;
+}
+
 /* ---- the steps ----------------------------------------------------------------------- */
 
 static void step_cb(evutil_socket_t fd, short what, void *arg)
@@ -740,14 +791,22 @@ static void step_cb(evutil_socket_t fd, short what, void *arg)
         }
         s->naddr = 0;
         s->iaddr = 0;
-        s->dns_pending = 2;
         const char *h = s->mx[s->imx].host;
+        if (add_literal(s, h)) {
+            s->resolved = true;
+            next_step(s, S_ADDRS);
+            return;
+        }
+        s->dns_pending = 2;
         dns_resolve(s->r->ctx.dns, h, DNS_T_A, addr_answer, s);
         dns_resolve(s->r->ctx.dns, h, DNS_T_AAAA, addr_answer, s);
         return;
     }
     case S_CONNECT:
         connect_next(s);
+        return;
+    case S_NORELAY:
+        drain(s, QUEUE_RCPT_DEFERRED, 451, "4.3.5", "relayhost is no longer configured");
         return;
     default:
         return;
@@ -768,6 +827,22 @@ void remote_start(void *arg, struct dest_session *ds)
     if (r->sessions)
         r->sessions->prev = s;
     r->sessions = s;
+    const struct mw_config *c = *r->ctx.conf;
+    s->port = c->outbound_port;
+    if (strcmp(s->domain, SCHED_RELAYHOST) == 0) {
+        /* the smarthost: no MX, its own port, TLS verified */
+        s->relayhost = true;
+        if (c->relayhost_host == NULL) {   /* unset by a reload: by MX from the next attempt */
+            next_step(s, S_NORELAY);       /* never from inside dests' kick */
+            return;
+        }
+        s->mx = xcalloc(1, sizeof(*s->mx));
+        s->mx[0].host = xstrdup(c->relayhost_host);
+        s->nmx = 1;
+        s->port = c->relayhost_port;
+        next_step(s, S_ADDRS);
+        return;
+    }
     s->step = S_MX;
     s->dns_pending = 1;
     dns_resolve(r->ctx.dns, s->domain, DNS_T_MX, mx_answer, s);

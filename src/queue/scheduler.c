@@ -543,7 +543,8 @@ static void deliver_work(void *arg)
                 buf_printf(&j->log, "F%zu\t%s\t%s\n", i, a.text, f.reply);
             } else {
                 str_lower(ace);
-                struct group *g = group_for(j, ace);
+                /* a smarthost takes everything: one destination, "[relayhost]" */
+                struct group *g = group_for(j, c->relayhost_host ? SCHED_RELAYHOST : ace);
                 g->index = xreallocarray(g->index, g->n + 1, sizeof(size_t));
                 g->prior = xreallocarray(g->prior, g->n + 1, sizeof(unsigned));
                 g->prior[g->n] = rs->attempts;

@@ -24,6 +24,10 @@
 #include "core/buf.h"
 #include "queue/queue.h"
 
+/* The destination every remote recipient goes to when relayhost is set
+ * (no domain can be spelt so). */
+#define SCHED_RELAYHOST "[relayhost]"
+
 struct event_base;
 struct worker_pool;
 struct scheduler;

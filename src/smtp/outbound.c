@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "core/xmalloc.h"
 
 enum phase {
-    P_GREETING, P_EHLO, P_HELO, P_STARTTLS, P_TLS, P_READY, P_TXN, P_SENT, P_QUIT, P_CLOSED,
+    P_GREETING, P_EHLO, P_HELO, P_STARTTLS, P_TLS, P_AUTH, P_AUTH_USER, P_AUTH_PASS,
+    P_READY, P_TXN, P_SENT, P_QUIT, P_CLOSED,
 };
 
 enum cmd { C_RSET, C_MAIL, C_RCPT, C_DATA, C_DOT };
@@ -320,6 +322,61 @@ static void txn_reply(struct smtpo *s, const struct smtp_reply *r)
         txn_end(s, false);
 }
 
+/* EHLO is done (and TLS, if there is to be any): authenticate, or ready. */
+static void after_ehlo(struct smtpo *s)
+{
+    if (s->o.require_tls && !s->tls) {
+        close_with(s, SMTPO_ETLS, "TLS is required and the peer does not offer STARTTLS");
+        send_line(s, "QUIT");
+        return;
+    }
+    if (s->o.auth_user == NULL) {
+        s->phase = P_READY;
+        return;
+    }
+    if (!s->tls) {
+        close_with(s, SMTPO_ETLS, "credentials are only sent inside TLS");
+        send_line(s, "QUIT");
+        return;
+    }
+    if (s->ext.auth_mechs & SMTP_AUTH_PLAIN) {
+        struct buf raw = { 0 }, enc = { 0 };
+        buf_append_byte(&raw, '\0');
+        buf_append_str(&raw, s->o.auth_user);
+        buf_append_byte(&raw, '\0');
+        buf_append_str(&raw, s->o.auth_pass ? s->o.auth_pass : "");
+        b64_encode(buf_ptr(&raw), buf_size(&raw), &enc);
+        buf_printf(&s->out, "AUTH PLAIN %s\r\n", buf_ptr(&enc));
+        explicit_bzero(raw.data, buf_size(&raw));
+        explicit_bzero(enc.data, buf_size(&enc));
+        buf_free(&raw);
+        buf_free(&enc);
+        s->phase = P_AUTH;
+    } else if (s->ext.auth_mechs & SMTP_AUTH_LOGIN) {
+        send_line(s, "AUTH LOGIN");
+        s->phase = P_AUTH_USER;
+    } else {
+        close_with(s, SMTPO_EAUTH, "the peer offers no AUTH mechanism we can use");
+        send_line(s, "QUIT");
+    }
+}
+
+static void send_b64_line(struct smtpo *s, const char *v)
+{
+    struct buf enc = { 0 };
+    b64_encode(v, strlen(v), &enc);
+    buf_printf(&s->out, "%s\r\n", buf_ptr(&enc));
+    explicit_bzero(enc.data, buf_size(&enc));
+    buf_free(&enc);
+}
+
+static void auth_refused(struct smtpo *s, const struct smtp_reply *r)
+{
+    session_reply(s, r);
+    close_with(s, SMTPO_EAUTH, "authentication refused");
+    send_line(s, "QUIT");
+}
+
 static void on_reply(struct smtpo *s, const struct smtp_reply *r)
 {
     unsigned cls = smtp_reply_class(r);
@@ -337,11 +394,11 @@ static void on_reply(struct smtpo *s, const struct smtp_reply *r)
     case P_EHLO:
         if (cls == 2) {
             smtp_ext_parse(r, &s->ext);
-            if (s->o.starttls && s->ext.starttls && !s->tls) {
+            if ((s->o.starttls || s->o.require_tls) && s->ext.starttls && !s->tls) {
                 send_line(s, "STARTTLS");
                 s->phase = P_STARTTLS;
             } else {
-                s->phase = P_READY;
+                after_ehlo(s);
             }
             return;
         }
@@ -357,7 +414,7 @@ static void on_reply(struct smtpo *s, const struct smtp_reply *r)
     case P_HELO:
         if (cls == 2) {
             memset(&s->ext, 0, sizeof(s->ext));
-            s->phase = P_READY;
+            after_ehlo(s);
             return;
         }
         session_reply(s, r);
@@ -369,9 +426,27 @@ static void on_reply(struct smtpo *s, const struct smtp_reply *r)
             s->phase = P_TLS;
         } else {
             /* Opportunistic: a peer that will not do TLS gets the mail in
-             * clear text, as it would without STARTTLS offered. */
-            s->phase = P_READY;
+             * clear text, as it would without STARTTLS offered (unless TLS
+             * is required: after_ehlo leaves then). */
+            session_reply(s, r);
+            after_ehlo(s);
         }
+        return;
+    case P_AUTH_USER:
+    case P_AUTH_PASS:
+        if (r->code == 334) {
+            send_b64_line(s, s->phase == P_AUTH_USER ? s->o.auth_user
+                                                     : (s->o.auth_pass ? s->o.auth_pass : ""));
+            s->phase = s->phase == P_AUTH_USER ? P_AUTH_PASS : P_AUTH;
+            return;
+        }
+        auth_refused(s, r);
+        return;
+    case P_AUTH:
+        if (r->code == 235)
+            s->phase = P_READY;
+        else
+            auth_refused(s, r);
         return;
     case P_TXN:
         txn_reply(s, r);

@@ -30,6 +30,12 @@
  * fail). After a message whose transaction did not end cleanly, the next
  * starts with RSET.
  *
+ * With require_tls, a peer that does not offer STARTTLS or refuses it is
+ * left at once (SMTPO_ETLS); with auth_user, the session authenticates
+ * (RFC 4954: PLAIN with an initial response, else LOGIN) once TLS is up,
+ * and credentials are never sent without it (SMTPO_ETLS), nor to a peer
+ * that offers neither mechanism (SMTPO_EAUTH).
+ *
  * Replies are read with the bounded parser of smtp/reply.h; garbage, a
  * reply out of place or a peer that closes turns into SMTPO_CLOSED with a
  * 4xx-class error, and every recipient still open gets a local 451 4.4.2
@@ -58,7 +64,8 @@ enum smtpo_error {
     SMTPO_EHELO,      /* EHLO and HELO refused */
     SMTPO_EPROTO,     /* garbage, a reply out of place */
     SMTPO_ECLOSED,    /* the peer closed or the caller gave up (timeout) */
-    SMTPO_ETLS,       /* the handshake failed */
+    SMTPO_ETLS,       /* the handshake failed, or TLS is required and not offered */
+    SMTPO_EAUTH,      /* AUTH refused, or no mechanism we can use */
 };
 
 struct smtpo_timeouts {
@@ -68,6 +75,9 @@ struct smtpo_timeouts {
 struct smtpo_opts {
     const char *helo;             /* our name for EHLO */
     bool starttls;                /* use STARTTLS when offered */
+    bool require_tls;             /* no TLS (not offered, refused): close, send nothing */
+    const char *auth_user;        /* AUTH (PLAIN, else LOGIN) after TLS; NULL: none */
+    const char *auth_pass;        /* must outlive the machine */
     struct smtpo_timeouts timeouts;
 };
 

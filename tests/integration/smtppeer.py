@@ -15,18 +15,19 @@ import time
 
 
 class Message:
-    def __init__(self, mail_from, rcpts, data, mail_line, tls):
+    def __init__(self, mail_from, rcpts, data, mail_line, tls, user=None):
         self.mail_from = mail_from
         self.rcpts = rcpts
         self.data = data          # bytes, dot-unstuffed, CRLF as sent
         self.mail_line = mail_line
         self.tls = tls
+        self.user = user
 
 
 class Peer:
     def __init__(self, host="127.0.0.2", port=0, ehlo=("PIPELINING", "8BITMIME", "SIZE 100000000"),
                  greeting="220 peer.test ESMTP", certfile=None, keyfile=None,
-                 break_tls=False):
+                 break_tls=False, auth=None):
         self.host = host
         self.ehlo_keywords = list(ehlo)
         self.greeting = greeting
@@ -38,6 +39,8 @@ class Peer:
         self.lock = threading.Lock()
         self.tls_ctx = None
         self.break_tls = break_tls   # say 220 to STARTTLS, then hang up
+        self.auth = auth             # {user: password}: AUTH PLAIN after TLS
+        self.auth_seen = []          # (user, password, accepted)
         if certfile:
             self.tls_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls_ctx.load_cert_chain(certfile, keyfile)
@@ -56,6 +59,12 @@ class Peer:
 
     def stop(self):
         self.running = False
+        try:
+            # a thread blocked in accept() keeps a closed socket listening:
+            # shutdown() wakes it
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -105,6 +114,7 @@ class Peer:
     def _session(self, c):
         f = c.makefile("rb")
         tls = False
+        user = None
 
         def send(line):
             c.sendall(line.encode() + b"\r\n")
@@ -124,6 +134,8 @@ class Peer:
             if verb in ("EHLO", "HELO"):
                 if verb == "EHLO" and self.ehlo_keywords is not None:
                     kws = [k for k in self.ehlo_keywords if not (tls and k == "STARTTLS")]
+                    if self.auth and tls:
+                        kws.append("AUTH PLAIN")
                     lines = ["peer.test"] + kws
                     for i, l in enumerate(lines):
                         send(("250 " if i == len(lines) - 1 else "250-") + l)
@@ -140,6 +152,22 @@ class Peer:
                 c = self.tls_ctx.wrap_socket(c, server_side=True)
                 f = c.makefile("rb")
                 tls = True
+            elif verb == "AUTH" and self.auth and tls:
+                import base64
+                parts = cmd.split(" ")
+                raw = base64.b64decode(parts[2]).split(b"\0") if len(parts) == 3 else []
+                u = raw[1].decode() if len(raw) == 3 else None
+                pw = raw[2].decode() if len(raw) == 3 else None
+                ok = u is not None and self.auth.get(u) == pw
+                with self.lock:
+                    self.auth_seen.append((u, pw, ok))
+                if ok:
+                    user = u
+                    send("235 2.7.0 authenticated")
+                else:
+                    send("535 5.7.8 authentication credentials invalid")
+            elif verb == "MAIL" and self.auth and user is None:
+                send("530 5.7.0 authentication required")
             elif verb == "MAIL":
                 mail_line = cmd
                 mail_from = cmd[cmd.index("<") + 1:cmd.index(">")]
@@ -168,7 +196,7 @@ class Peer:
                     if l.startswith(b"."):
                         l = l[1:]
                     data.append(l)
-                msg = Message(mail_from, rcpts, b"".join(data), mail_line, tls)
+                msg = Message(mail_from, rcpts, b"".join(data), mail_line, tls, user)
                 r = self.data_reply(msg)
                 if r == "DROP":
                     return

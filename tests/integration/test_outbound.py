@@ -8,6 +8,7 @@ parse with Python's email package.
 """
 
 import email
+import json
 import email.policy
 import os
 import re
@@ -456,3 +457,76 @@ def test_mail_from_a_null_mx_domain(mw, tmp_path):
     mw.restart(new_port=False)
     with mw.session() as c:
         assert c.cmd("MAIL FROM:<someone@nomail.example>").code == 250
+
+
+def start_relayhost(mw, tmp_path, p, pki, password="s3cret"):
+    """The smarthost is "localhost" (a name in the test certificate) on the
+    peer's port, with AUTH as out@example.org."""
+    z = BASIC + "localhost.  IN A 127.0.0.1\n"
+    pw = tmp_path / "relay.pass"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    start(mw, tmp_path, z, 25, hostname="out.test", outbound_ca_file=str(pki.ca.cert),
+          relayhost=f"localhost:{p.port}", relayhost_user="out@example.org",
+          relayhost_password_file=str(pw))
+
+
+def test_relayhost_verified_tls_and_auth(mw, tmp_path, peer, pki):
+    # the smarthost is "localhost" (in the certificate); every remote
+    # recipient goes there, whatever its domain's MX says
+    p = peer(host="127.0.0.1", certfile=str(pki.mx_rsa.cert), keyfile=str(pki.mx_rsa.key),
+             auth={"out@example.org": "s3cret"})
+    start_relayhost(mw, tmp_path, p, pki)
+    qid = submit(mw, "sender@example.org", ["user@example.net", "x@elsewhere.example"],
+                 message("smarthost"))
+    m = p.wait_messages(1)[0]
+    assert m.tls and m.user == "out@example.org"
+    assert m.rcpts == ["user@example.net", "x@elsewhere.example"]
+    ev = mw.wait_event("delivery", queue=qid, rcpt="user@example.net", status="sent")
+    assert ev["relay"] == f"localhost[127.0.0.1]:{p.port}"
+    assert ev["tls"].endswith("/verified")
+    assert "s3cret" not in mw.log
+
+
+def test_relayhost_never_in_clear_nor_unverified(mw, tmp_path, peer, pki):
+    # no STARTTLS at the smarthost: deferred, nothing sent
+    p = peer(host="127.0.0.1", auth={"out@example.org": "s3cret"})
+    start_relayhost(mw, tmp_path, p, pki)
+    submit(mw, "sender@example.org", ["user@example.net"], message("clear"))
+    ev = mw.wait_event("destination_held", destination="[relayhost]")
+    assert "STARTTLS" in ev["reason"]
+    assert not [c for c in p.commands if c.startswith(("AUTH", "MAIL"))]
+    mw.stop()
+    # a certificate the configured CA did not sign: the handshake fails, no clear-text retry
+    p2 = peer(host="127.0.0.1", certfile=str(pki.mx_untrusted.cert),
+              keyfile=str(pki.mx_untrusted.key), auth={"out@example.org": "s3cret"})
+    mw.write_config()
+    text = mw.config_path.read_text().replace(f":{p.port}", f":{p2.port}")
+    mw.config_path.write_text(text)
+    mw.restart(new_port=False)
+    mw.queue_cmd("flush")
+    wait_until(lambda: len(mw.events("destination_held")) >= 2, 30, what="held again")
+    assert not [c for c in p2.commands if c.startswith(("AUTH", "MAIL"))]
+    assert p2.commands.count("STARTTLS") >= 1
+    assert p2.messages == []
+
+
+def test_relayhost_wrong_password_defers(mw, tmp_path, peer, pki):
+    p = peer(host="127.0.0.1", certfile=str(pki.mx_rsa.cert), keyfile=str(pki.mx_rsa.key),
+             auth={"out@example.org": "right"})
+    start_relayhost(mw, tmp_path, p, pki, password="wrong")
+    qid = submit(mw, "sender@example.org", ["user@example.net"], message("badpw"))
+    ev = mw.wait_event("destination_held", destination="[relayhost]")
+    assert "535" in ev["reason"]
+    assert p.auth_seen and p.auth_seen[0][2] is False
+    assert mw.events("bounce") == []
+    assert qid in json.loads(mw.queue_cmd("list", "--json").stdout)["messages"][0]["id"]
+
+
+def test_relayhost_password_file_open_to_others_is_refused(mw, tmp_path):
+    pw = tmp_path / "relay.pass"
+    pw.write_text("s3cret\n")
+    pw.chmod(0o644)
+    with pytest.raises(AssertionError, match="open to other users"):
+        start(mw, tmp_path, BASIC, 25, relayhost="localhost:2525",
+              relayhost_user="u@example.org", relayhost_password_file=str(pw))

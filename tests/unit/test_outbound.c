@@ -298,6 +298,66 @@ static void test_broken_peers(void **state)
     smtpo_free(s);
 }
 
+static struct smtpo *start_opts(const struct smtpo_opts *o, const char *ehlo)
+{
+    struct smtpo *s = smtpo_new(o);
+    const char *g = "220 relay.test ESMTP\r\n";
+    smtpo_input(s, g, strlen(g));
+    buf_reset(smtpo_output(s));
+    smtpo_input(s, ehlo, strlen(ehlo));
+    return s;
+}
+
+static void test_auth_and_required_tls(void **state)
+{
+    (void)state;
+    struct smtpo_opts o = { .helo = "mx.us.test", .require_tls = true, .auth_user = "u@us.test",
+                            .auth_pass = "s3cret" };
+    /* no STARTTLS offered: leave without a word of the message or the password */
+    struct smtpo *s = start_opts(&o, "250-relay.test\r\n250 AUTH PLAIN\r\n");
+    assert_int_equal(smtpo_state(s), SMTPO_CLOSED);
+    assert_int_equal(smtpo_error(s), SMTPO_ETLS);
+    expect_out(s, NULL, "QUIT\r\n");
+    smtpo_free(s);
+    /* STARTTLS refused: the same */
+    s = start_opts(&o, "250-relay.test\r\n250 STARTTLS\r\n");
+    expect_out(s, NULL, "STARTTLS\r\n");
+    expect_out(s, "454 4.7.0 no\r\n", "QUIT\r\n");
+    assert_int_equal(smtpo_error(s), SMTPO_ETLS);
+    smtpo_free(s);
+    /* PLAIN with an initial response, after TLS */
+    s = start_opts(&o, "250-relay.test\r\n250 STARTTLS\r\n");
+    expect_out(s, NULL, "STARTTLS\r\n");
+    expect_out(s, "220 go\r\n", "");
+    smtpo_tls_done(s);
+    expect_out(s, NULL, "EHLO mx.us.test\r\n");
+    /* base64("\0u@us.test\0s3cret") */
+    expect_out(s, "250-relay.test\r\n250 AUTH LOGIN PLAIN\r\n",
+               "AUTH PLAIN AHVAdXMudGVzdABzM2NyZXQ=\r\n");
+    expect_out(s, "235 2.7.0 ok\r\n", "");
+    assert_int_equal(smtpo_state(s), SMTPO_READY);
+    smtpo_free(s);
+    /* LOGIN when PLAIN is not offered; a refusal ends the session */
+    s = start_opts(&o, "250-relay.test\r\n250 STARTTLS\r\n");
+    free(feed(s, NULL));
+    free(feed(s, "220 go\r\n"));
+    smtpo_tls_done(s);
+    free(feed(s, NULL));
+    expect_out(s, "250-relay.test\r\n250 AUTH LOGIN\r\n", "AUTH LOGIN\r\n");
+    expect_out(s, "334 VXNlcm5hbWU6\r\n", "dUB1cy50ZXN0\r\n");
+    expect_out(s, "334 UGFzc3dvcmQ6\r\n", "czNjcmV0\r\n");
+    expect_out(s, "535 5.7.8 bad credentials\r\n", "QUIT\r\n");
+    assert_int_equal(smtpo_error(s), SMTPO_EAUTH);
+    assert_int_equal(smtpo_session_reply(s)->code, 535);
+    smtpo_free(s);
+    /* AUTH wanted, TLS not required but absent: no credentials in clear */
+    struct smtpo_opts o2 = { .helo = "mx.us.test", .auth_user = "u", .auth_pass = "p" };
+    s = start_opts(&o2, "250-relay.test\r\n250 AUTH PLAIN\r\n");
+    assert_int_equal(smtpo_error(s), SMTPO_ETLS);
+    expect_out(s, NULL, "QUIT\r\n");
+    smtpo_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_refused_locally),
         cmocka_unit_test(test_line_ends_and_dots),
         cmocka_unit_test(test_broken_peers),
+        cmocka_unit_test(test_auth_and_required_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
