@@ -515,6 +515,10 @@ static void load_done(void *arg)
         m->nrcpt = s->item->n;
         m->body = s->msg.body;
         m->body_len = s->msg.body_len;
+        m->ret = s->item->ret;
+        m->envid = s->item->envid;
+        m->notify = s->item->notify;
+        m->orcpt = (const char *const *)s->item->orcpt;
         smtpo_send(s->o, m);
         flush(s);
     }
@@ -581,6 +585,7 @@ static void take_results(struct rsess *s)
         str_lcpy(d->enhanced, have ? res[k].enhanced : "4.4.2", sizeof(d->enhanced));
         str_lcpy(d->mta, s->relay, sizeof(d->mta));
         str_lcpy(d->text, have ? res[k].text : smtpo_why(s->o), sizeof(d->text));
+        d->dsn_passed = smtpo_ext(s->o)->dsn;
     }
     if (s->have_msg) {
         queue_msg_free(&s->msg);

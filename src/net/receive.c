@@ -52,7 +52,11 @@ struct commit_job {
     char id[ID_LEN + 1];
     struct buf received;
     char **rcpts;
+    unsigned *notify;      /* RFC 3461, per recipient */
+    char **orcpt;
     size_t nrcpt;
+    char ret;
+    char *envid;
     char *from;
     char *spf;          /* "<result> <domain>" for the envelope */
     time_t arrival;
@@ -115,9 +119,14 @@ static void commit_job_free(struct commit_job *j)
     buf_free(&j->ar.b);
     signing_unref(j->signing);
     xfree(j->sign_domain);
-    for (size_t i = 0; i < j->nrcpt; i++)
+    for (size_t i = 0; i < j->nrcpt; i++) {
         xfree(j->rcpts[i]);
+        xfree(j->orcpt[i]);
+    }
     xfree(j->rcpts);
+    xfree(j->orcpt);
+    xfree(j->notify);
+    xfree(j->envid);
     xfree(j->from);
     xfree(j->spf);
     xfree(j);
@@ -129,7 +138,8 @@ static void commit_work(void *arg)
     const char *const *rcpts = (const char *const *)j->rcpts;
     struct queue_env env = { .session = j->c->id, .from = j->from, .spf = j->spf,
                              .folder = j->folder, .rcpts = rcpts, .nrcpt = j->nrcpt,
-                             .arrival = j->arrival };
+                             .arrival = j->arrival, .ret = j->ret, .envid = j->envid,
+                             .notify = j->notify, .orcpt = (const char *const *)j->orcpt };
     /* Signed here, off the loop: the signature covers the message as the
      * user sent it (our trace fields go above it). A signing error queues
      * the message unsigned and is logged, as a missing key would be. */
@@ -430,12 +440,18 @@ void receive_message(struct conn *c)
     j->body = &t->body;
     j->from = xstrdup(t->from.text);
     j->rcpts = xcalloc(t->nrcpt, sizeof(char *));
+    j->notify = xcalloc(t->nrcpt ? t->nrcpt : 1, sizeof(unsigned));
+    j->orcpt = xcalloc(t->nrcpt ? t->nrcpt : 1, sizeof(char *));
+    j->ret = t->ret;
+    j->envid = t->envid ? xstrdup(t->envid) : NULL;
     bool *dup = first_of_each_mailbox(c->conf, t->rcpts, t->nrcpt);
     for (size_t i = 0; i < t->nrcpt; i++) {
         const struct mail_addr *r = &t->rcpts[i];
         if (dup[i])
             continue;
         size_t at = j->nrcpt++;
+        j->notify[at] = t->rcpt_dsn[i].notify;
+        j->orcpt[at] = t->rcpt_dsn[i].orcpt ? xstrdup(t->rcpt_dsn[i].orcpt) : NULL;
         if (r->domain[0] == '\0') {
             /* Bare <Postmaster> is the postmaster of our first domain. */
             struct buf pm;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "msg/dsn.h"
+
 bool bounce_wanted(const struct queue_msg *m)
 {
     return m->from != NULL && m->from[0] != '\0';
@@ -81,13 +83,34 @@ static size_t header_len(const char *p, size_t n)
     return n;
 }
 
+/* What the report says of recipient i: NULL (nothing), "failed",
+ * "delayed", "delivered" or "relayed" (RFC 3464 2.3.3), as its NOTIFY
+ * (RFC 3461 4.1) allows: none given means failures and delays. */
+static const char *action_of(const struct queue_msg *m, size_t i, enum bounce_kind kind)
+{
+    const struct queue_rcpt *r = &m->rs[i];
+    unsigned nt = m->notify ? m->notify[i] : 0;
+    if (r->reported)
+        return NULL;
+    if (kind == BOUNCE_DELAYED)
+        return r->state == QUEUE_RCPT_DEFERRED && (nt == 0 || (nt & SMTP_NOTIFY_DELAY))
+                   ? "delayed" : NULL;
+    if (r->state == QUEUE_RCPT_FAILED)
+        return nt == 0 || (nt & SMTP_NOTIFY_FAILURE) ? "failed" : NULL;
+    if (r->state == QUEUE_RCPT_DELIVERED && r->success_owed && (nt & SMTP_NOTIFY_SUCCESS))
+        return r->mta ? "relayed" : "delivered";
+    return NULL;
+}
+
 size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
                     const struct bounce_opts *o, struct buf *out)
 {
-    enum queue_rcpt_state want = kind == BOUNCE_FAILED ? QUEUE_RCPT_FAILED : QUEUE_RCPT_DEFERRED;
-    size_t count = 0;
-    for (size_t i = 0; i < m->nrcpt; i++)
-        count += m->rs[i].state == want && !m->rs[i].reported;
+    size_t count = 0, failed = 0;
+    for (size_t i = 0; i < m->nrcpt; i++) {
+        const char *a = action_of(m, i, kind);
+        count += a != NULL;
+        failed += a != NULL && a[0] == 'f';
+    }
     if (count == 0)
         return 0;
     char boundary[64];
@@ -95,8 +118,9 @@ size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
 
     buf_printf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", o->hostname);
     buf_printf(out, "To: <%s>\r\n", m->from);
-    buf_append_str(out, kind == BOUNCE_FAILED ? "Subject: Undelivered Mail Returned to Sender\r\n"
-                                              : "Subject: Delayed Mail (still being retried)\r\n");
+    buf_append_str(out, kind == BOUNCE_DELAYED ? "Subject: Delayed Mail (still being retried)\r\n"
+                        : failed ? "Subject: Undelivered Mail Returned to Sender\r\n"
+                                 : "Subject: Successful Mail Delivery Report\r\n");
     buf_append_str(out, "Date: ");
     date(out, o->now);
     buf_printf(out, "\r\nMessage-ID: <%s.dsn@%s>\r\n", o->id, o->hostname);
@@ -108,15 +132,19 @@ size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
     /* the part for people */
     buf_printf(out, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n", boundary);
     buf_printf(out, "This is the mail system at host %s.\r\n\r\n", o->hostname);
-    if (kind == BOUNCE_FAILED)
+    if (kind == BOUNCE_FAILED && failed)
         buf_append_str(out, "Your message could not be delivered to one or more recipients.\r\n"
                             "It is attached below.\r\n\r\n");
+    else if (kind == BOUNCE_FAILED)
+        buf_append_str(out, "Your message was delivered to the recipients below, as you asked\r\n"
+                            "to be told.\r\n\r\n");
     else
         buf_append_str(out, "Your message could not be delivered yet to one or more recipients.\r\n"
                             "It is still being retried; you do not need to send it again.\r\n\r\n");
     for (size_t i = 0; i < m->nrcpt; i++) {
         const struct queue_rcpt *r = &m->rs[i];
-        if (r->state != want || r->reported)
+        const char *action = action_of(m, i, kind);
+        if (action == NULL)
             continue;
         struct buf line = { 0 };
         buf_printf(&line, "<%s>: ", ascii(m->rcpts[i]) ? m->rcpts[i] : "(a UTF-8 address)");
@@ -134,6 +162,8 @@ size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
 
     /* the part for programs (RFC 3464 2.2, 2.3) */
     buf_printf(out, "--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary);
+    if (m->envid)
+        buf_printf(out, "Original-Envelope-Id: %s\r\n", m->envid);
     buf_printf(out, "Reporting-MTA: dns; %s\r\n", o->hostname);
     buf_printf(out, "X-Mailwarden-Queue-ID: %s\r\n", m->ref.id);
     buf_append_str(out, "Arrival-Date: ");
@@ -141,14 +171,19 @@ size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
     buf_append_str(out, "\r\n");
     for (size_t i = 0; i < m->nrcpt; i++) {
         const struct queue_rcpt *r = &m->rs[i];
-        if (r->state != want || r->reported)
+        const char *action = action_of(m, i, kind);
+        if (action == NULL)
             continue;
         buf_append_str(out, "\r\n");
+        if (m->orcpt && m->orcpt[i])
+            buf_printf(out, "Original-Recipient: %s\r\n", m->orcpt[i]);
         /* RFC 6533: a UTF-8 address is "utf-8" typed */
         buf_printf(out, "Final-Recipient: %s; %s\r\n", ascii(m->rcpts[i]) ? "rfc822" : "utf-8",
                    m->rcpts[i]);
-        buf_printf(out, "Action: %s\r\n", kind == BOUNCE_FAILED ? "failed" : "delayed");
-        buf_printf(out, "Status: %s\r\n", status_of(r, kind));
+        buf_printf(out, "Action: %s\r\n", action);
+        buf_printf(out, "Status: %s\r\n",
+                   r->state == QUEUE_RCPT_DELIVERED ? (r->enhanced[0] ? r->enhanced : "2.0.0")
+                                                    : status_of(r, kind));
         if (r->mta) {
             /* "host[ip]:port": the host name is what RFC 3464 2.3.5 asks for */
             size_t n = strcspn(r->mta, "[");
@@ -180,12 +215,21 @@ size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
     }
     buf_append_str(out, "\r\n");
 
-    /* the original header section */
-    buf_printf(out, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary);
-    size_t hl = header_len(m->body, m->body_len);
-    buf_append(out, m->body, hl);
-    if (hl >= 2 && !(m->body[hl - 2] == '\r' && m->body[hl - 1] == '\n'))
-        buf_append_str(out, "\r\n");
+    /* the original: the whole message for RET=FULL (RFC 3461 4.3), on a
+     * failure; its header section otherwise */
+    if (m->ret == 'F' && failed) {
+        buf_printf(out, "--%s\r\nContent-Type: message/rfc822\r\n\r\n", boundary);
+        buf_append(out, m->body, m->body_len);
+        if (m->body_len >= 2 && !(m->body[m->body_len - 2] == '\r' &&
+                                  m->body[m->body_len - 1] == '\n'))
+            buf_append_str(out, "\r\n");
+    } else {
+        buf_printf(out, "--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", boundary);
+        size_t hl = header_len(m->body, m->body_len);
+        buf_append(out, m->body, hl);
+        if (hl >= 2 && !(m->body[hl - 2] == '\r' && m->body[hl - 1] == '\n'))
+            buf_append_str(out, "\r\n");
+    }
     buf_printf(out, "\r\n--%s--\r\n", boundary);
     return count;
 }

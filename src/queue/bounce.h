@@ -14,6 +14,13 @@
  * within 998 octets; text from peers is already printable ASCII
  * (queue.h) and is folded here.
  *
+ * RFC 3461: a recipient is in a report as its NOTIFY allows (none given:
+ * failures and delays; NEVER: nothing); a FAILED report also says
+ * "delivered" (local) or "relayed" (to a next hop without DSN) for the
+ * recipients that asked for SUCCESS. ENVID goes back as
+ * Original-Envelope-Id, ORCPT as Original-Recipient, and RET=FULL returns
+ * the whole message (message/rfc822) instead of its header section.
+ *
  * Never a report for a message from the null sender (the caller checks
  * queue_msg.from first: bounce_wanted).
  */
@@ -37,8 +44,9 @@ struct bounce_opts {
 
 /* A report is owed for m: it has a sender to go back to. */
 bool bounce_wanted(const struct queue_msg *m);
-/* The recipients it covers: FAILED (kind FAILED) or DEFERRED (DELAYED),
- * from m->rs. Returns how many; 0: nothing to report. */
+/* The recipients it covers (kind FAILED: failed, and delivered with a
+ * success owed; DELAYED: deferred), from m->rs and NOTIFY. Returns how
+ * many; 0: nothing to report. */
 size_t bounce_build(enum bounce_kind kind, const struct queue_msg *m,
                     const struct bounce_opts *o, struct buf *out);
 

@@ -56,9 +56,15 @@ void dest_item_free(struct dest_item *it)
 {
     if (it == NULL)
         return;
-    for (size_t i = 0; i < it->n; i++)
+    for (size_t i = 0; i < it->n; i++) {
         xfree(it->rcpts[i]);
+        if (it->orcpt)
+            xfree(it->orcpt[i]);
+    }
     xfree(it->rcpts);
+    xfree(it->orcpt);
+    xfree(it->notify);
+    xfree(it->envid);
     xfree(it->index);
     xfree(it->prior);
     xfree(it->res);

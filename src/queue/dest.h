@@ -51,6 +51,7 @@ struct dest_result {
     char enhanced[12];
     char mta[300];                /* "host[ip]:port", or "" */
     char text[300];
+    bool dsn_passed;              /* the peer took NOTIFY over (it offers DSN) */
 };
 
 /* The recipients of one queued message for one destination. */
@@ -63,6 +64,10 @@ struct dest_item {
     size_t n;
     size_t *index;                /* recipient indices in the message */
     unsigned *prior;              /* attempts each has had before this one */
+    unsigned *notify;             /* RFC 3461 NOTIFY bits, per recipient (0: none) */
+    char **orcpt;                 /* ORCPT per recipient, or NULL entries */
+    char ret;                     /* RET: 'F', 'H' or 0 */
+    char *envid;
     char **rcpts;
     struct dest_result *res;      /* n outcomes, filled by the transport */
     void (*done)(void *arg, struct dest_item *it);

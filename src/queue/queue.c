@@ -269,6 +269,17 @@ int queue_list(const struct queue *q, struct queue_ref **refs, size_t *n)
 
 static const char padding[QUEUE_BLOCK] = { [0 ... QUEUE_BLOCK - 1] = '\n' };
 
+/* A DSN value as the record keeps it: 1..500 printable ASCII, no space. */
+static bool dsn_word_ok(const char *p, size_t n)
+{
+    if (n == 0 || n > 500)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 33 || (unsigned char)p[i] > 126)
+            return false;
+    return true;
+}
+
 int queue_commit(const struct queue *q, const char *id, const struct queue_env *env,
                  const struct iovec *msg, int msgcnt, uint32_t *slot)
 {
@@ -289,8 +300,20 @@ int queue_commit(const struct queue *q, const char *id, const struct queue_env *
         buf_printf(&head, "spf %s\n", env->spf);
     if (env->folder)
         buf_printf(&head, "folder %s\n", env->folder);
+    if (env->ret == 'F' || env->ret == 'H')
+        buf_printf(&head, "ret %c\n", env->ret);
+    if (env->envid && dsn_word_ok(env->envid, strlen(env->envid)))
+        buf_printf(&head, "envid %s\n", env->envid);
     for (size_t i = 0; i < env->nrcpt; i++)
         buf_printf(&head, "rcpt %s\n", env->rcpts[i]);
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        unsigned nt = env->notify ? env->notify[i] : 0;
+        const char *oc = env->orcpt ? env->orcpt[i] : NULL;
+        if (oc && !dsn_word_ok(oc, strlen(oc)))
+            oc = NULL;
+        if (nt || oc)
+            buf_printf(&head, "dsn %zu %u %s\n", i, nt & 0xf, oc ? oc : "-");
+    }
     buf_printf(&head, "size %zu\n\n", total);
     size_t len = buf_size(&head) + total + END_LEN;
     iov[0].iov_base = head.data;
@@ -391,6 +414,32 @@ static bool check_end(const char *start, const char *p, const char *end, uint64_
     return true;
 }
 
+/* "<i> <notify> <orcpt or ->" after the rcpt lines. */
+static int dsn_line(struct queue_msg *m, const char *p, size_t n)
+{
+    const char *sp1 = memchr(p, ' ', n);
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - p)) : NULL;
+    uint64_t idx, nt;
+    if (sp2 == NULL || str_to_u64(p, (size_t)(sp1 - p), SIZE_MAX, &idx) < 0 ||
+        idx >= m->nrcpt || str_to_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), 15, &nt) < 0)
+        return -1;
+    const char *oc = sp2 + 1;
+    size_t on = n - (size_t)(oc - p);
+    if (!(on == 1 && oc[0] == '-') && !dsn_word_ok(oc, on))
+        return -1;
+    if (m->notify == NULL) {
+        m->notify = xcalloc(m->nrcpt, sizeof(unsigned));
+        m->orcpt = xcalloc(m->nrcpt, sizeof(char *));
+        m->ndsn = m->nrcpt;
+    }
+    if (idx >= m->ndsn)
+        return -1;
+    m->notify[idx] = (unsigned)nt;
+    xfree(m->orcpt[idx]);
+    m->orcpt[idx] = (on == 1 && oc[0] == '-') ? NULL : xmemdup0(oc, on);
+    return 0;
+}
+
 static int parse_file(struct queue_msg *m)
 {
     const char *p = buf_ptr(&m->raw), *end = p + buf_size(&m->raw);
@@ -433,6 +482,17 @@ static int parse_file(struct queue_msg *m)
         } else if (len > 5 && memcmp(line, "rcpt ", 5) == 0) {
             m->rcpts = xreallocarray(m->rcpts, m->nrcpt + 1, sizeof(char *));
             m->rcpts[m->nrcpt++] = xmemdup0(line + 5, len - 5);
+        } else if (len == 5 && memcmp(line, "ret ", 4) == 0 && m->ret == 0) {
+            if (line[4] != 'F' && line[4] != 'H')
+                return -EBADMSG;
+            m->ret = line[4];
+        } else if (len > 6 && memcmp(line, "envid ", 6) == 0 && m->envid == NULL) {
+            if (!dsn_word_ok(line + 6, len - 6))
+                return -EBADMSG;
+            m->envid = xmemdup0(line + 6, len - 6);
+        } else if (len > 4 && memcmp(line, "dsn ", 4) == 0) {
+            if (dsn_line(m, line + 4, len - 4) < 0)
+                return -EBADMSG;
         } else if (len > 5 && memcmp(line, "size ", 5) == 0) {
             if (str_to_u64(line + 5, len - 5, QUEUE_MAX_FILE, &size) < 0)
                 return -EBADMSG;
@@ -447,6 +507,13 @@ static int parse_file(struct queue_msg *m)
     m->body_len = (size_t)size;
     m->done = xcalloc(m->nrcpt, sizeof(bool));
     m->rs = xcalloc(m->nrcpt, sizeof(*m->rs));
+    if (m->notify == NULL) {   /* none given: arrays of zeros, so callers need not check */
+        m->notify = xcalloc(m->nrcpt, sizeof(unsigned));
+        m->orcpt = xcalloc(m->nrcpt, sizeof(char *));
+        m->ndsn = m->nrcpt;
+    }
+    if (m->ndsn != m->nrcpt)
+        return -EBADMSG;   /* a dsn line before the last rcpt */
     return 0;
 }
 
@@ -487,6 +554,19 @@ static void state_line(struct queue_msg *m, const char *line, size_t len)
     }
     if (len == 1 && line[0] == 'R') {
         m->held = false;
+        return;
+    }
+    if (len > 2 && line[0] == 'S' && line[1] == ' ') {
+        /* "S <i> [<mta>]": delivered (relayed to mta), a report owed */
+        const char *sp = memchr(line + 2, ' ', len - 2);
+        size_t in = sp ? (size_t)(sp - line - 2) : len - 2;
+        if (str_to_u64(line + 2, in, m->nrcpt - 1, &idx) == 0) {
+            m->done[idx] = true;
+            m->rs[idx].state = QUEUE_RCPT_DELIVERED;
+            m->rs[idx].success_owed = true;
+            if (sp && sp + 1 < line + len && m->rs[idx].mta == NULL)
+                m->rs[idx].mta = xmemdup0(sp + 1, (size_t)(line + len - sp - 1));
+        }
         return;
     }
     if (line[0] >= '0' && line[0] <= '9') {   /* "<i>": delivered */
@@ -592,6 +672,12 @@ void queue_msg_free(struct queue_msg *m)
     for (size_t i = 0; i < m->nrcpt; i++)
         xfree(m->rcpts[i]);
     xfree(m->rcpts);
+    if (m->orcpt)
+        for (size_t i = 0; i < m->ndsn; i++)
+            xfree(m->orcpt[i]);
+    xfree(m->orcpt);
+    xfree(m->notify);
+    xfree(m->envid);
     xfree(m->done);
     if (m->rs)
         for (size_t i = 0; i < m->nrcpt; i++)
@@ -650,7 +736,14 @@ int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struc
 {
     struct buf b;
     buf_init(&b);
-    if (r->state == QUEUE_RCPT_DELIVERED) {
+    if (r->state == QUEUE_RCPT_DELIVERED && r->success_owed) {
+        buf_printf(&b, "S %zu", i);
+        if (r->mta) {
+            buf_append_byte(&b, ' ');
+            state_text(&b, r->mta, true);
+        }
+        buf_append_byte(&b, '\n');
+    } else if (r->state == QUEUE_RCPT_DELIVERED) {
         buf_printf(&b, "%zu\n", i);
     } else if (r->state == QUEUE_RCPT_FAILED) {
         buf_printf(&b, "F %zu %u ", i, r->code);
@@ -660,7 +753,7 @@ int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struc
         buf_free(&b);
         return -EINVAL;
     }
-    if (r->state != QUEUE_RCPT_DELIVERED) {
+    if (r->state == QUEUE_RCPT_FAILED || r->state == QUEUE_RCPT_DEFERRED) {
         state_text(&b, r->enhanced, true);
         buf_append_byte(&b, ' ');
         state_text(&b, r->mta, true);
@@ -671,6 +764,13 @@ int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struc
     int rc = queue_state_append(q, id, buf_ptr(&b), buf_size(&b));
     buf_free(&b);
     return rc;
+}
+
+int queue_mark_success(const struct queue *q, const char *id, size_t i)
+{
+    char line[32];
+    int n = snprintf(line, sizeof(line), "S %zu\n", i);
+    return queue_state_append(q, id, line, (size_t)n);
 }
 
 int queue_mark_reported(const struct queue *q, const char *id, size_t i)

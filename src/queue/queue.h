@@ -28,11 +28,17 @@
  *
  * Record format (text header, the exact message bytes, marker, padding):
  *   MWQ 2\n  id <ID>\n  session <ID>\n  time <unix>\n  from <addr>\n
- *   [spf <result> <domain>\n]  [folder <name>\n]  rcpt <addr>\n...
+ *   [spf <result> <domain>\n]  [folder <name>\n]  [ret F|H\n]  [envid <id>\n]
+ *   rcpt <addr>\n...  [dsn <i> <notify> <orcpt or ->\n]...
  *   size <n>\n  \n  <n bytes>  \nMWQ END <crc>\n  <'\n' x 0..QUEUE_BLOCK-1>
  * <crc> is the CRC-32 (zlib's) of every byte before "\nMWQ END", in 8
  * lower-case hex digits: a slot is rewritten in place, so a write torn by
  * a crash must not pass for a record. A spent slot starts with "MWQ 0\n".
+ *
+ * ret, envid and the dsn lines keep the DSN parameters of RFC 3461 (RET,
+ * ENVID; per recipient NOTIFY as SMTP_NOTIFY_* bits, ORCPT as
+ * "type;address"), printable ASCII without spaces, as the session decoded
+ * them.
  *
  * folder names a Maildir++ folder to deliver into instead of the inbox
  * (DMARC quarantine: "Junk"); letters, digits, '-' and '_' only.
@@ -41,6 +47,8 @@
  * one line per event, the last word on a recipient winning (a delivery
  * is never undone):
  *   <i>                                      delivered
+ *   S <i>                                    delivered, and a success report is
+ *                                            owed (NOTIFY=SUCCESS, RFC 3461)
  *   F <i> <code> <enh> <mta> <text>          failed for good (a bounce is owed)
  *   T <i> <attempts> <next> <code> <enh> <mta> <text>
  *                                            deferred until <next> (unix time)
@@ -92,6 +100,10 @@ struct queue_env {
     const char *const *rcpts;
     size_t nrcpt;
     time_t arrival;
+    char ret;                       /* RET=: 'F', 'H' or 0 */
+    const char *envid;              /* or NULL */
+    const unsigned *notify;         /* nrcpt NOTIFY bits, or NULL: none given */
+    const char *const *orcpt;       /* nrcpt ORCPT values (entries may be NULL), or NULL */
 };
 
 /* A queued message: its id and its slot. */
@@ -115,7 +127,9 @@ struct queue_rcpt {
     char enhanced[12];      /* "4.4.1" or "" */
     char *mta;              /* the host that answered, or NULL */
     char *reply;            /* the last reply's text, or NULL */
-    bool reported;          /* failed, and the bounce saying so went */
+    bool reported;          /* failed (or delivered, success_owed), and the report went */
+    bool success_owed;      /* delivered with NOTIFY=SUCCESS, and no DSN-aware
+                               next hop took the duty over */
 };
 
 struct queue_msg {
@@ -126,6 +140,11 @@ struct queue_msg {
     char *spf;              /* NULL if not recorded */
     char *folder;           /* NULL: the inbox */
     char **rcpts;
+    unsigned *notify;       /* per recipient: SMTP_NOTIFY_* bits, 0: none given */
+    char **orcpt;           /* per recipient: ORCPT or NULL */
+    size_t ndsn;            /* entries of notify and orcpt (nrcpt) */
+    char ret;               /* 'F', 'H' or 0 */
+    char *envid;            /* or NULL */
     bool *done;             /* delivered, or failed for good: not tried again */
     struct queue_rcpt *rs;  /* what became of each recipient (check_done) */
     size_t nrcpt;
@@ -153,6 +172,8 @@ int queue_read(const struct queue *q, const struct queue_ref *ref, bool check_do
                struct queue_msg *m);
 void queue_msg_free(struct queue_msg *m);
 int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index);
+/* Delivered, and its sender asked to hear of it (NOTIFY=SUCCESS). */
+int queue_mark_success(const struct queue *q, const char *id, size_t rcpt_index);
 /* Append recipient i's new state (delivered, failed or deferred). */
 int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struct queue_rcpt *r);
 /* Recipient i's failure went out in a bounce. */

@@ -45,6 +45,7 @@
 #include "core/worker.h"
 #include "core/xmalloc.h"
 #include "msg/addr.h"
+#include "msg/dsn.h"
 #include "queue/bounce.h"
 #include "queue/dest.h"
 
@@ -86,6 +87,7 @@ struct settle {
     bool has_done_file;
     bool remove;            /* every recipient delivered here: remove the record */
     size_t *newly;          /* recipients delivered in this attempt */
+    bool *success;          /* ...whose sender asked to hear of it */
     size_t nnewly;
     char **dirs;            /* new/ directories written (no duplicates) */
     size_t ndirs;
@@ -140,6 +142,10 @@ struct deliver_job {
     struct group *groups;
     size_t ngroups;
     char **rcpts;           /* copies, for the destination items */
+    unsigned *notify;       /* RFC 3461 parameters, for the items */
+    char **orcpt;
+    char ret;
+    char *envid;
     size_t nrcpt;
     uint8_t *st;
     time_t next_due;
@@ -285,6 +291,8 @@ static void qmsg_free(struct qmsg *m)
 static void settle_note(struct settle *st, size_t index, const char *path)
 {
     st->newly = xreallocarray(st->newly, st->nnewly + 1, sizeof(size_t));
+    st->success = xreallocarray(st->success, st->nnewly + 1, sizeof(bool));
+    st->success[st->nnewly] = false;
     st->newly[st->nnewly++] = index;
     const char *slash = strrchr(path, '/');
     size_t n = slash ? (size_t)(slash - path) : 0;
@@ -301,6 +309,7 @@ static void settle_free(struct settle *st)
         xfree(st->dirs[k]);
     xfree(st->dirs);
     xfree(st->newly);
+    xfree(st->success);
     xfree(st);
 }
 
@@ -338,7 +347,10 @@ static void settle_work(void *arg)
             queue_remove(q, &st->m->ref, st->has_done_file);
         } else {
             for (size_t k = 0; k < st->nnewly; k++)
-                queue_mark_done(q, st->m->ref.id, st->newly[k]);
+                if (st->success[k])
+                    queue_mark_success(q, st->m->ref.id, st->newly[k]);
+                else
+                    queue_mark_done(q, st->m->ref.id, st->newly[k]);
         }
     }
     xfree(dirs);
@@ -471,6 +483,13 @@ static void deliver_work(void *arg)
     j->nrcpt = m.nrcpt;
     j->st = xcalloc(m.nrcpt, 1);
     j->rcpts = xcalloc(m.nrcpt, sizeof(char *));
+    j->notify = xcalloc(m.nrcpt, sizeof(unsigned));
+    memcpy(j->notify, m.notify, m.nrcpt * sizeof(unsigned));
+    j->orcpt = xcalloc(m.nrcpt, sizeof(char *));
+    for (size_t i = 0; i < m.nrcpt; i++)
+        j->orcpt[i] = m.orcpt[i] ? xstrdup(m.orcpt[i]) : NULL;
+    j->ret = m.ret;
+    j->envid = m.envid ? xstrdup(m.envid) : NULL;
     j->from = xstrdup(m.from);
     j->arrival = m.arrival;
     memcpy(j->session, m.session, sizeof(j->session));
@@ -481,8 +500,8 @@ static void deliver_work(void *arg)
         j->st[i] = (uint8_t)rs->state;
         if (rs->attempts > j->attempts)
             j->attempts = rs->attempts;
-        if (rs->state == QUEUE_RCPT_FAILED && !rs->reported)
-            j->bounce_owed = true;
+        if ((rs->state == QUEUE_RCPT_FAILED || rs->success_owed) && !rs->reported)
+            j->bounce_owed = true;   /* a report is owed */
         if (m.done[i]) {
             ndone++;
             continue;
@@ -563,6 +582,10 @@ static void deliver_work(void *arg)
             j->st[i] = QUEUE_RCPT_DELIVERED;
             ndone++;
             settle_note(j->settle, i, buf_ptr(&path));
+            if (m.notify[i] & SMTP_NOTIFY_SUCCESS) {
+                j->settle->success[j->settle->nnewly - 1] = true;
+                j->bounce_owed = true;   /* a "delivered" report is owed */
+            }
             buf_printf(&j->log, "D%zu\t%s\t%s\n", i, a.text, buf_ptr(&path));
         } else {
             struct queue_rcpt t = { .state = QUEUE_RCPT_DEFERRED, .attempts = rs->attempts + 1,
@@ -634,7 +657,13 @@ static void job_free(struct deliver_job *j)
     if (j->rcpts)
         for (size_t i = 0; i < j->nrcpt; i++)
             xfree(j->rcpts[i]);
+    if (j->orcpt)
+        for (size_t i = 0; i < j->nrcpt; i++)
+            xfree(j->orcpt[i]);
     xfree(j->rcpts);
+    xfree(j->orcpt);
+    xfree(j->notify);
+    xfree(j->envid);
     xfree(j->st);
     xfree(j->from);
     buf_free(&j->log);
@@ -704,10 +733,17 @@ static void deliver_done(void *arg)
             it->prior = gr->prior;
             gr->prior = NULL;
             it->rcpts = xcalloc(it->n, sizeof(char *));
+            it->notify = xcalloc(it->n, sizeof(unsigned));
+            it->orcpt = xcalloc(it->n, sizeof(char *));
             for (size_t k = 0; k < it->n; k++) {
-                it->rcpts[k] = j->rcpts[it->index[k]];
-                j->rcpts[it->index[k]] = NULL;
+                size_t i = it->index[k];
+                it->rcpts[k] = j->rcpts[i];
+                j->rcpts[i] = NULL;
+                it->notify[k] = j->notify[i];
+                it->orcpt[k] = j->orcpt[i] ? xstrdup(j->orcpt[i]) : NULL;
             }
+            it->ret = j->ret;
+            it->envid = j->envid ? xstrdup(j->envid) : NULL;
             it->res = xcalloc(it->n, sizeof(*it->res));
             it->done = remote_done;
             it->done_arg = m;
@@ -795,6 +831,11 @@ static void remote_done(void *arg, struct dest_item *it)
             m->st[i] = (uint8_t)q->state;
         if (q->state == QUEUE_RCPT_FAILED && it->from[0] != '\0')
             m->bounce_owed = true;
+        if (q->state == QUEUE_RCPT_DELIVERED && (it->notify[k] & SMTP_NOTIFY_SUCCESS) &&
+            !res->dsn_passed && it->from[0] != '\0') {
+            q->success_owed = true;   /* "relayed": the next hop will not say it */
+            m->bounce_owed = true;
+        }
         if (q->state == QUEUE_RCPT_DEFERRED) {
             q->attempts = it->prior[k] + 1;
             if (q->attempts > m->attempts)
@@ -822,6 +863,15 @@ struct finish_job {
     char report_id[ID_LEN + 1];
     uint32_t report_slot;
 };
+
+/* Every failure and success report that was owed has gone (or was not
+ * wanted): say so, so that no later attempt sends it again. */
+static void mark_reported(const struct queue *q, const struct queue_msg *m)
+{
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if ((m->rs[i].state == QUEUE_RCPT_FAILED || m->rs[i].success_owed) && !m->rs[i].reported)
+            queue_mark_reported(q, m->ref.id, i);
+}
 
 /* Worker: write the bounce or the delay warning into our own queue, mark
  * it sent, and remove the record when the message is done. */
@@ -871,11 +921,12 @@ static void finish_work(void *arg)
             else if (f->kind == BOUNCE_DELAYED)
                 queue_mark_flag(q, m.ref.id, 'W');
             else
-                for (size_t i = 0; i < m.nrcpt; i++)
-                    if (m.rs[i].state == QUEUE_RCPT_FAILED && !m.rs[i].reported)
-                        queue_mark_reported(q, m.ref.id, i);
+                mark_reported(q, &m);
         }
         buf_free(&out);
+        /* NOTIFY=NEVER, or without FAILURE: nothing to say, nothing owed */
+        if (f->reported == 0 && f->error == 0 && f->kind == BOUNCE_FAILED)
+            mark_reported(q, &m);
     }
     if (f->remove && f->error == 0)
         f->error = queue_remove(q, &m.ref, true);

@@ -19,6 +19,7 @@
 
 #include "core/str.h"
 #include "core/xmalloc.h"
+#include "smtp/ext.h"
 
 static void auth_reject(struct smtp_session *s, int code, const char *enh, const char *text)
 {
@@ -125,35 +126,13 @@ void smtp_auth_answered(struct smtp_session *s, int code)
     sasl_clear(&s->sasl);
 }
 
-/* xtext hexchar: upper-case digits only (RFC 3461 4). */
-static int hexval(char c)
-{
-    return c >= 'a' && c <= 'f' ? -1 : ascii_hex_value(c);
-}
-
-/* MAIL FROM ... AUTH=<mailbox in xtext> or AUTH=<> (RFC 4954 5). The value
- * is kept for the log; it is trusted by nothing. 0, or -1 on bad xtext. */
 int smtp_auth_param(struct smtp_session *s, const char *val, size_t n)
 {
     struct buf d;
     buf_init(&d);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)val[i];
-        if (c == '+') {
-            int hi = i + 2 < n ? hexval(val[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(val[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || hi * 16 + lo < 33 || hi * 16 + lo > 126) {
-                buf_free(&d);
-                return -1;
-            }
-            buf_append_byte(&d, (char)(hi * 16 + lo));
-            i += 2;
-        } else if (c < 33 || c > 126 || c == '=') {
-            buf_free(&d);
-            return -1;
-        } else {
-            buf_append_byte(&d, (char)c);
-        }
+    if (smtp_xtext_decode(val, n, &d) < 0) {
+        buf_free(&d);
+        return -1;
     }
     xfree(s->txn.auth_param);
     s->txn.auth_param = d.data ? d.data : xstrdup("");

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "core/xmalloc.h"
+#include "smtp/ext.h"
 
 #define CMD_NOARGS 0x1   /* takes no argument */
 #define CMD_PRE_TLS 0x2  /* allowed before TLS where TLS is required (RFC 6409) */
@@ -81,6 +82,7 @@ static void cmd_ehlo(struct smtp_session *s, const char *args, size_t n)
                "250-8BITMIME\r\n"
                "250-SMTPUTF8\r\n"
                "250-ENHANCEDSTATUSCODES\r\n"
+               "250-DSN\r\n"
                "%s%s"
                "250 CHUNKING\r\n",
                s->p.hostname, (unsigned long long)s->p.max_message,
@@ -180,6 +182,7 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
 
     struct esmtp_param p;
     bool seen_size = false, seen_body = false, seen_utf8 = false, seen_auth = false;
+    bool seen_ret = false, seen_envid = false;
     while ((r = next_param(&args, &n, &p)) != 0) {
         if (r < 0) {
             mail_syntax(s, 501, "5.5.4", "bad MAIL parameter syntax");
@@ -222,8 +225,30 @@ static void cmd_mail(struct smtp_session *s, const char *args, size_t n)
                 mail_syntax(s, 501, "5.5.4", "bad AUTH parameter");
                 return;
             }
+        } else if (str_ieq(p.key, p.klen, "RET") && !seen_ret) {
+            seen_ret = true;
+            if (p.has_val && str_ieq(p.val, p.vlen, "FULL"))
+                s->txn.ret = 'F';
+            else if (p.has_val && str_ieq(p.val, p.vlen, "HDRS"))
+                s->txn.ret = 'H';
+            else {
+                mail_syntax(s, 501, "5.5.4", "bad RET parameter (FULL or HDRS)");
+                return;
+            }
+        } else if (str_ieq(p.key, p.klen, "ENVID") && !seen_envid) {
+            seen_envid = true;
+            struct buf d = { 0 };
+            /* RFC 3461 4.4: at most 100 characters */
+            if (!p.has_val || p.vlen > 100 || smtp_xtext_decode(p.val, p.vlen, &d) < 0 ||
+                buf_size(&d) == 0) {
+                buf_free(&d);
+                mail_syntax(s, 501, "5.5.4", "bad ENVID parameter");
+                return;
+            }
+            s->txn.envid = d.data;
         } else if (str_ieq(p.key, p.klen, "SIZE") || str_ieq(p.key, p.klen, "BODY") ||
-                   str_ieq(p.key, p.klen, "SMTPUTF8") ||
+                   str_ieq(p.key, p.klen, "SMTPUTF8") || str_ieq(p.key, p.klen, "RET") ||
+                   str_ieq(p.key, p.klen, "ENVID") ||
                    (str_ieq(p.key, p.klen, "AUTH") && auth_offered(s))) {
             mail_syntax(s, 501, "5.5.4", "duplicate MAIL parameter");
             return;
@@ -270,23 +295,59 @@ static void cmd_rcpt(struct smtp_session *s, const char *args, size_t n)
     args += used;
     n -= used;
     struct esmtp_param p;
-    r = n > 0 && args[0] != ' ' ? -1 : next_param(&args, &n, &p);
-    if (r != 0) {
+    struct smtp_rcpt_dsn dsn = { 0 };
+    bool seen_orcpt = false;
+    const char *bad = NULL;
+    int code = 501;
+    if (n > 0 && args[0] != ' ')
+        bad = "bad RCPT parameter syntax";
+    while (bad == NULL && (r = next_param(&args, &n, &p)) != 0) {
+        if (r < 0) {
+            bad = "bad RCPT parameter syntax";
+        } else if (str_ieq(p.key, p.klen, "NOTIFY") && dsn.notify == 0) {
+            dsn.notify = p.has_val ? smtp_dsn_notify_parse(p.val, p.vlen) : 0;
+            if (dsn.notify == 0)
+                bad = "bad NOTIFY parameter (NEVER, or SUCCESS, FAILURE, DELAY)";
+        } else if (str_ieq(p.key, p.klen, "ORCPT") && !seen_orcpt) {
+            /* RFC 3461 4.2: addr-type ";" xtext, at most 500 characters */
+            seen_orcpt = true;
+            const char *semi = p.has_val ? memchr(p.val, ';', p.vlen) : NULL;
+            struct buf d = { 0 };
+            if (semi == NULL || p.vlen > 500 || semi == p.val ||
+                smtp_xtext_decode(semi + 1, p.vlen - (size_t)(semi + 1 - p.val), &d) < 0 ||
+                buf_size(&d) == 0) {
+                buf_free(&d);
+                bad = "bad ORCPT parameter";
+            } else {
+                struct buf o = { 0 };
+                buf_append(&o, p.val, (size_t)(semi - p.val + 1));
+                buf_append(&o, buf_ptr(&d), buf_size(&d));
+                buf_free(&d);
+                dsn.orcpt = o.data;
+            }
+        } else if (str_ieq(p.key, p.klen, "NOTIFY") || str_ieq(p.key, p.klen, "ORCPT")) {
+            bad = "duplicate RCPT parameter";
+        } else {
+            bad = "unsupported RCPT parameter";
+            code = 555;
+        }
+    }
+    if (bad != NULL) {
         addr_free(&to);
-        smtp_log_reject(s, "RCPT", r < 0 ? 501 : 555, "bad or unsupported RCPT parameter");
-        if (r < 0)
-            smtp_reply(s, 501, "5.5.4", "Error: bad RCPT parameter syntax");
-        else
-            smtp_reply(s, 555, "5.5.4", "Error: unsupported RCPT parameter");
+        xfree(dsn.orcpt);
+        smtp_log_reject(s, "RCPT", code, bad);
+        smtp_reply(s, code, "5.5.4", "Error: %s", bad);
         return;
     }
     if (s->txn.nrcpt >= s->p.max_rcpt) {
         addr_free(&to);
+        xfree(dsn.orcpt);
         smtp_log_reject(s, "RCPT", 452, "too many recipients");
         smtp_reply_nocount(s, 452, "4.5.3", "Error: too many recipients");
         return;
     }
     s->rcpt = to;
+    s->rcpt_dsn = dsn;
     s->have_rcpt = true;
     smtp_ask(s, SMTP_ASK_RCPT);
 }
@@ -607,14 +668,21 @@ void smtp_answered(struct smtp_session *s, enum smtp_ask what, int code, const c
                 dup = same_rcpt(&s->txn.rcpts[i], &s->rcpt);
             if (dup) {
                 addr_free(&s->rcpt);
+                xfree(s->rcpt_dsn.orcpt);
             } else {
                 s->txn.rcpts = xreallocarray(s->txn.rcpts, s->txn.nrcpt + 1, sizeof(*s->txn.rcpts));
+                s->txn.rcpt_dsn = xreallocarray(s->txn.rcpt_dsn, s->txn.nrcpt + 1,
+                                                sizeof(*s->txn.rcpt_dsn));
+                s->txn.rcpt_dsn[s->txn.nrcpt] = s->rcpt_dsn;
                 s->txn.rcpts[s->txn.nrcpt++] = s->rcpt;
             }
+            memset(&s->rcpt_dsn, 0, sizeof(s->rcpt_dsn));
             s->have_rcpt = false;
             smtp_enter_state(s, SMTP_ST_RCPT);
         } else {
             addr_free(&s->rcpt);
+            xfree(s->rcpt_dsn.orcpt);
+            memset(&s->rcpt_dsn, 0, sizeof(s->rcpt_dsn));
             s->have_rcpt = false;
         }
         break;

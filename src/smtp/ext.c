@@ -45,6 +45,8 @@ static void ext_line(struct smtp_ext *ext, const char *p, size_t n)
         ext->enhancedstatuscodes = true;
     else if (word_is(p, k, "CHUNKING"))
         ext->chunking = true;
+    else if (word_is(p, k, "DSN"))
+        ext->dsn = true;
     else if (word_is(p, k, "AUTH"))  /* also the old "AUTH=LOGIN PLAIN" form */
         ext_auth(ext, arg, an);
     else if (word_is(p, k, "SIZE")) {
@@ -121,4 +123,108 @@ void smtp_data_end(struct smtp_data_state *st, struct buf *out)
     st->cr = false;
     st->mid_line = false;
     buf_append_str(out, ".\r\n");
+}
+
+static int xhex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;   /* hexchar is upper case (RFC 3461 4) */
+}
+
+void smtp_crlf_only(const char *p, size_t n, struct buf *out)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\r' && p[i] != '\n')
+            continue;
+        buf_append(out, p + start, i - start);
+        buf_append_str(out, "\r\n");
+        if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
+            i++;
+        start = i + 1;
+    }
+    buf_append(out, p + start, n - start);
+    if (n > start)
+        buf_append_str(out, "\r\n");   /* a last line without its end */
+}
+
+int smtp_xtext_decode(const char *v, size_t n, struct buf *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '+') {
+            int hi = i + 2 < n ? xhex(v[i + 1]) : -1;
+            int lo = i + 2 < n ? xhex(v[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -1;
+            int x = hi * 16 + lo;
+            if (x < 33 || x > 126)   /* printable ASCII only: no NUL, no CR/LF */
+                return -1;
+            buf_append_byte(out, (char)x);
+            i += 2;
+        } else if (c < 33 || c > 126 || c == '=') {
+            return -1;
+        } else {
+            buf_append_byte(out, (char)c);
+        }
+    }
+    buf_ptr(out);
+    return 0;
+}
+
+void smtp_xtext_encode(const char *s, struct buf *out)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 33 || c > 126 || c == '+' || c == '=')
+            buf_printf(out, "+%02X", c);
+        else
+            buf_append_byte(out, (char)c);
+    }
+    buf_ptr(out);
+}
+
+unsigned smtp_dsn_notify_parse(const char *v, size_t n)
+{
+    static const struct { const char *w; unsigned bit; } words[] = {
+        { "NEVER", SMTP_NOTIFY_NEVER }, { "SUCCESS", SMTP_NOTIFY_SUCCESS },
+        { "FAILURE", SMTP_NOTIFY_FAILURE }, { "DELAY", SMTP_NOTIFY_DELAY },
+    };
+    unsigned got = 0;
+    size_t i = 0;
+    while (i <= n) {
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        unsigned bit = 0;
+        for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+            if (str_ieq(v + s, i - s, words[k].w))
+                bit = words[k].bit;
+        if (bit == 0 || (got & bit))
+            return 0;
+        got |= bit;
+        i++;
+    }
+    if ((got & SMTP_NOTIFY_NEVER) && got != SMTP_NOTIFY_NEVER)
+        return 0;
+    return got;
+}
+
+void smtp_dsn_notify_format(unsigned notify, struct buf *out)
+{
+    if (notify & SMTP_NOTIFY_NEVER) {
+        buf_append_str(out, "NEVER");
+        return;
+    }
+    const char *sep = "";
+    if (notify & SMTP_NOTIFY_SUCCESS)
+        buf_printf(out, "%sSUCCESS", sep), sep = ",";
+    if (notify & SMTP_NOTIFY_FAILURE)
+        buf_printf(out, "%sFAILURE", sep), sep = ",";
+    if (notify & SMTP_NOTIFY_DELAY)
+        buf_printf(out, "%sDELAY", sep);
+    buf_ptr(out);
 }

@@ -15,6 +15,12 @@
  *       data early at the next hop (SMTP smuggling); st starts zeroed
  *   smtp_data_end(st, out)       ".\r\n", after a CRLF if the data did not
  *                                end with one
+ *   smtp_xtext_decode(v, n, out) RFC 3461 4 xtext (hexchar upper case):
+ *                                0, or -1 if malformed; out NUL-terminated
+ *   smtp_xtext_encode(s, out)    the other way
+ *   smtp_dsn_notify_parse(v, n)  a NOTIFY= value: SMTP_NOTIFY_* bits, 0 if
+ *                                malformed (NEVER with another word, an
+ *                                unknown or repeated word)
  */
 #ifndef MW_SMTP_EXT_H
 #define MW_SMTP_EXT_H
@@ -24,6 +30,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "msg/dsn.h"
 #include "smtp/reply.h"
 
 #define SMTP_AUTH_PLAIN 0x1
@@ -31,7 +38,7 @@
 
 /* What the server's EHLO reply offered. */
 struct smtp_ext {
-    bool starttls, pipelining, eightbitmime, smtputf8, enhancedstatuscodes, chunking;
+    bool starttls, pipelining, eightbitmime, smtputf8, enhancedstatuscodes, chunking, dsn;
     bool auth;             /* any AUTH keyword */
     unsigned auth_mechs;   /* SMTP_AUTH_* we know among those offered */
     bool size;             /* SIZE offered */
@@ -47,5 +54,13 @@ struct smtp_data_state {
 };
 void smtp_data_encode(const char *p, size_t n, struct smtp_data_state *st, struct buf *out);
 void smtp_data_end(struct smtp_data_state *st, struct buf *out);
+/* For BDAT (RFC 3030): p[0..n) with every bare CR or LF made CRLF, not
+ * dot-stuffed, ending in CRLF. */
+void smtp_crlf_only(const char *p, size_t n, struct buf *out);
+int smtp_xtext_decode(const char *v, size_t n, struct buf *out);
+void smtp_xtext_encode(const char *s, struct buf *out);
+unsigned smtp_dsn_notify_parse(const char *v, size_t n);
+/* "NEVER" or e.g. "SUCCESS,FAILURE"; "" for 0. */
+void smtp_dsn_notify_format(unsigned notify, struct buf *out);
 
 #endif

@@ -14,7 +14,7 @@ enum phase {
     P_READY, P_TXN, P_SENT, P_QUIT, P_CLOSED,
 };
 
-enum cmd { C_RSET, C_MAIL, C_RCPT, C_DATA, C_DOT };
+enum cmd { C_RSET, C_MAIL, C_RCPT, C_DATA, C_DOT, C_BDAT };
 
 #define MAX_EXPECT 4096   /* commands in flight: RSET, MAIL, RCPTs, DATA */
 
@@ -194,17 +194,51 @@ static void emit(struct smtpo *s, enum cmd c, size_t rcpt)
             utf8 = has_8bit(m->rcpts[i], strlen(m->rcpts[i]));
         if (utf8)
             buf_append_str(&s->out, " SMTPUTF8");
+        if (s->ext.dsn && (m->ret == 'F' || m->ret == 'H'))
+            buf_append_str(&s->out, m->ret == 'F' ? " RET=FULL" : " RET=HDRS");
+        if (s->ext.dsn && m->envid) {
+            buf_append_str(&s->out, " ENVID=");
+            smtp_xtext_encode(m->envid, &s->out);
+        }
         buf_append_str(&s->out, "\r\n");
         break;
     }
     case C_RCPT:
-        buf_printf(&s->out, "RCPT TO:<%s>\r\n", m->rcpts[rcpt]);
+        buf_printf(&s->out, "RCPT TO:<%s>", m->rcpts[rcpt]);
+        if (s->ext.dsn) {
+            unsigned nt = m->notify ? m->notify[rcpt] : 0;
+            if (nt) {
+                buf_append_str(&s->out, " NOTIFY=");
+                smtp_dsn_notify_format(nt, &s->out);
+            }
+            const char *oc = m->orcpt ? m->orcpt[rcpt] : NULL;
+            const char *semi = oc ? strchr(oc, ';') : NULL;
+            if (semi) {
+                buf_printf(&s->out, " ORCPT=%.*s;", (int)(semi - oc), oc);
+                smtp_xtext_encode(semi + 1, &s->out);
+            } else if (!has_8bit(m->rcpts[rcpt], strlen(m->rcpts[rcpt]))) {
+                buf_append_str(&s->out, " ORCPT=rfc822;");
+                smtp_xtext_encode(m->rcpts[rcpt], &s->out);
+            }
+        }
+        buf_append_str(&s->out, "\r\n");
         break;
     case C_DATA:
         send_line(s, "DATA");
         break;
     case C_DOT:
         break;
+    case C_BDAT: {
+        /* CHUNKING (RFC 3030): the message in one chunk, its length
+         * exact, nothing stuffed; a pipelined transaction whose every
+         * RCPT failed still sends the chunk (its bytes are counted) */
+        struct buf body = { 0 };
+        smtp_crlf_only(m->body, m->body_len, &body);
+        buf_printf(&s->out, "BDAT %zu LAST\r\n", buf_size(&body));
+        buf_append(&s->out, buf_ptr(&body), buf_size(&body));
+        buf_free(&body);
+        break;
+    }
     }
     expect(s, c, rcpt);
 }
@@ -229,7 +263,7 @@ static void send_next(struct smtpo *s)
         struct expect t = s->todo[s->htodo++];
         if (t.cmd == C_RCPT && s->mail_failed)
             continue;
-        if (t.cmd == C_DATA && (s->mail_failed || s->naccepted == 0))
+        if ((t.cmd == C_DATA || t.cmd == C_BDAT) && (s->mail_failed || s->naccepted == 0))
             continue;
         emit(s, t.cmd, t.rcpt);
         return;
@@ -301,6 +335,7 @@ static void txn_reply(struct smtpo *s, const struct smtp_reply *r)
         txn_end(s, false);
         return;
     case C_DOT:
+    case C_BDAT:
         if (s->naccepted > 0 && !s->mail_failed) {
             for (size_t i = 0; i < s->nres; i++)
                 if (s->accepted[i])
@@ -533,6 +568,7 @@ unsigned smtpo_timeout(const struct smtpo *s)
         case C_DATA:
             return t->data_init;
         case C_DOT:
+        case C_BDAT:
             return t->data_end;
         default:
             return t->mail;
@@ -603,7 +639,7 @@ void smtpo_send(struct smtpo *s, const struct smtpo_msg *m)
     todo(s, C_MAIL, 0);
     for (size_t i = 0; i < m->nrcpt && i < MAX_EXPECT; i++)
         todo(s, C_RCPT, i);
-    todo(s, C_DATA, 0);
+    todo(s, s->ext.chunking ? C_BDAT : C_DATA, 0);
     send_next(s);
 }
 

@@ -20,8 +20,12 @@
  *
  * A message goes out as MAIL, RCPT..., DATA (in one write when the peer
  * offers PIPELINING, else one command at a time), then the data
- * dot-stuffed with CRLF line ends only (smtp_data_encode). What the peer
- * did not offer is never sent: SIZE= only when offered, and a message over
+ * dot-stuffed with CRLF line ends only (smtp_data_encode); to a peer that
+ * offers CHUNKING, as one "BDAT <n> LAST" chunk instead (CRLF line ends,
+ * nothing stuffed). What the peer
+ * did not offer is never sent: SIZE= only when offered, the DSN
+ * parameters (RET, ENVID, NOTIFY, ORCPT; an ORCPT of the recipient itself
+ * when none was given) only to a peer that offers DSN, and a message over
  * its SIZE limit, with 8-bit bytes to a peer without 8BITMIME, or with a
  * UTF-8 address to a peer without SMTPUTF8 fails at once for every
  * recipient with a 5.x.x local reply (code 554 and `local` set) saying
@@ -85,6 +89,11 @@ struct smtpo_msg {
     const char *from;             /* "" for the null sender */
     const char *const *rcpts;
     size_t nrcpt;
+    /* RFC 3461, passed on when the peer offers DSN (all may be 0/NULL) */
+    char ret;                     /* 'F', 'H' or 0 */
+    const char *envid;
+    const unsigned *notify;       /* per recipient, 0: none given */
+    const char *const *orcpt;     /* per recipient "type;address", or NULL entries */
     const char *body;             /* the stored message, CRLF lines */
     size_t body_len;
 };

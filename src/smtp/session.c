@@ -114,11 +114,18 @@ void smtp_txn_reset(struct smtp_session *s)
 {
     struct smtp_txn *t = &s->txn;
     addr_free(&t->from);
-    for (size_t i = 0; i < t->nrcpt; i++)
+    for (size_t i = 0; i < t->nrcpt; i++) {
         addr_free(&t->rcpts[i]);
+        xfree(t->rcpt_dsn[i].orcpt);
+    }
     xfree(t->rcpts);
+    xfree(t->rcpt_dsn);
     t->rcpts = NULL;
+    t->rcpt_dsn = NULL;
     t->nrcpt = 0;
+    t->ret = 0;
+    xfree(t->envid);
+    t->envid = NULL;
     t->declared_size = 0;
     t->body_type = SMTP_BODY_NONE;
     t->smtputf8 = false;
@@ -128,6 +135,8 @@ void smtp_txn_reset(struct smtp_session *s)
     buf_free(&t->body);
     if (s->have_rcpt) {
         addr_free(&s->rcpt);
+        xfree(s->rcpt_dsn.orcpt);
+        s->rcpt_dsn.orcpt = NULL;
         s->have_rcpt = false;
     }
 }

@@ -71,10 +71,19 @@ enum smtp_ask {
 
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
 
+/* A recipient's DSN parameters (RFC 3461 4.1, 4.2). */
+struct smtp_rcpt_dsn {
+    unsigned notify;          /* SMTP_NOTIFY_* (smtp/ext.h); 0: not given */
+    char *orcpt;              /* "rfc822;addr" decoded from xtext, or NULL */
+};
+
 struct smtp_txn {
     struct mail_addr from;
     struct mail_addr *rcpts;
+    struct smtp_rcpt_dsn *rcpt_dsn;  /* one per rcpts entry */
     size_t nrcpt;
+    char ret;                 /* RET=: 'F' (FULL), 'H' (HDRS), 0: not given */
+    char *envid;              /* ENVID= decoded, or NULL */
     uint64_t declared_size;   /* SIZE=, 0 if absent */
     enum smtp_body body_type;
     bool smtputf8;

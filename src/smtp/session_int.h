@@ -35,6 +35,7 @@ struct smtp_session {
 
     struct smtp_txn txn;
     struct mail_addr rcpt;  /* recipient being asked about */
+    struct smtp_rcpt_dsn rcpt_dsn;  /* ...and its DSN parameters */
     bool have_rcpt;
 
     struct data_decoder dec;

@@ -88,5 +88,7 @@ const struct fuzz_seed fuzz_seeds[] = {
          "250 ok\r\n250 ok\r\n354 go\r\n451 later\r\n221 bye\r\n"),
     SEED("\x01" "220 mx\r\n502 no\r\n250 hi\r\n250 ok\r\n250 ok\r\n"),
     SEED("\x05" "554 go away\r\n"),
+    SEED("\x20" "220 mx\r\n250-mx\r\n250-PIPELINING\r\n250-DSN\r\n250 CHUNKING\r\n250 ok\r\n"
+         "250 ok\r\n250 ok\r\n250 ok\r\n250 done\r\n"),
 };
 const size_t fuzz_nseeds = sizeof(fuzz_seeds) / sizeof(fuzz_seeds[0]);

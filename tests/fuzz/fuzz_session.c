@@ -84,5 +84,8 @@ const struct fuzz_seed fuzz_seeds[] = {
          "DATA\r\nx\n.\nMAIL FROM:<e@v>\r\n.\r\n"),
     SEED("\x02\x01" "EHLO a\r\nMAIL FROM:<@r1,@r2:a@b.c>\r\nRCPT TO:<a@localhost> NOTIFY=NEVER\r\n"
          "VRFY x\r\nEXPN y\r\nHELP\r\nNOOP\r\nBDAT x\r\n"),
+    SEED("\x00\x11" "EHLO a\r\nMAIL FROM:<a@b> RET=FULL ENVID=x+2By\r\n"
+         "RCPT TO:<x@localhost> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;x+40y\r\n"
+         "RCPT TO:<z@localhost> NOTIFY=FAILURE ORCPT=utf-8;a\r\nDATA\r\nx\r\n.\r\n"),
 };
 const size_t fuzz_nseeds = sizeof(fuzz_seeds) / sizeof(fuzz_seeds[0]);

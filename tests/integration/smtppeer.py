@@ -204,6 +204,27 @@ class Peer:
                     with self.lock:
                         self.messages.append(msg)
                 send(r)
+            elif verb == "BDAT":
+                # RFC 3030: "BDAT <n> [LAST]", then exactly n bytes
+                parts = cmd.split()
+                n = int(parts[1])
+                chunk = f.read(n)
+                bdat = getattr(self, "_bdat", b"") + chunk
+                if len(parts) > 2 and parts[2].upper() == "LAST":
+                    self._bdat = b""
+                    if not rcpts:
+                        send("554 5.5.1 no valid recipients")
+                        continue
+                    msg = Message(mail_from, rcpts, bdat, mail_line, tls, user)
+                    msg.chunked = True
+                    r = self.data_reply(msg)
+                    if r.startswith("2"):
+                        with self.lock:
+                            self.messages.append(msg)
+                    send(r)
+                else:
+                    self._bdat = bdat
+                    send("250 2.0.0 chunk ok")
             elif verb == "RSET":
                 mail_from, rcpts = None, []
                 send("250 2.0.0 ok")

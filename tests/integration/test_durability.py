@@ -87,8 +87,15 @@ def test_kill9_loses_no_acknowledged_message(mw):
         raise AssertionError(f"{len(missing)} of {len(acknowledged)} acknowledged messages lost, "
                              f"e.g. {missing[:10]}")
 
+    dups = sum(len(v) - 1 for v in ids.values())
     print(f"acknowledged before kill -9: {len(acknowledged)}; delivered after restart: "
-          f"{sum(len(v) for v in ids.values())} files, {len(ids)} distinct messages")
+          f"{sum(len(v) for v in ids.values())} files, {len(ids)} distinct messages, "
+          f"{dups} duplicate(s)")
+    # A retry after the crash finds the copy it made before (the Maildir
+    # name does not change between attempts): at most one duplicate per
+    # delivery worker (workers = 4, half of them deliver), where the
+    # contract would allow a whole unrecorded batch.
+    assert dups <= 2, f"{dups} messages delivered twice"
     # anything delivered (acknowledged or not) must be complete and correct
     sent_ids = {message_for(t, i)[0] for t in range(THREADS) for i in range(PER_THREAD)}
     for msgid, copies in ids.items():

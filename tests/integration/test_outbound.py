@@ -530,3 +530,130 @@ def test_relayhost_password_file_open_to_others_is_refused(mw, tmp_path):
     with pytest.raises(AssertionError, match="open to other users"):
         start(mw, tmp_path, BASIC, 25, relayhost="localhost:2525",
               relayhost_user="u@example.org", relayhost_password_file=str(pw))
+
+
+# ---- the DSN extension (RFC 3461)
+
+def dsn_submit(mw, mail_params, rcpts, data):
+    """rcpts: [(address, "NOTIFY=... ORCPT=..." or "")]"""
+    with mw.session() as c:
+        r = c.cmd(f"MAIL FROM:<sender@example.org> {mail_params}".rstrip())
+        assert r.code == 250, r
+        for addr, params in rcpts:
+            r = c.cmd(f"RCPT TO:<{addr}> {params}".rstrip())
+            assert r.code == 250, r
+        assert c.cmd("DATA").code == 354
+        c.send(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        r = c.reply()
+        assert r.code == 250, r
+        return r.text.rsplit(" ", 1)[-1]
+
+
+def test_dsn_parameters_are_checked(mw, tmp_path):
+    start(mw, tmp_path, BASIC, 25)
+    with mw.session() as c:
+        assert "DSN" in [l.split()[0] for l in c.cmd("EHLO client.test").lines]
+        for bad in ("RET=ALL", "RET=", "ENVID=" + "x" * 101, "ENVID=a+2", "ENVID=a+2b",
+                    "RET=FULL RET=HDRS"):
+            r = c.cmd(f"MAIL FROM:<sender@example.org> {bad}")
+            assert (r.code, r.enhanced) == (501, "5.5.4"), (bad, r)
+        assert c.cmd("MAIL FROM:<sender@example.org> RET=hdrs ENVID=QQ+2B1").code == 250
+        for bad in ("NOTIFY=NEVER,SUCCESS", "NOTIFY=SOMETIMES", "NOTIFY=SUCCESS,SUCCESS",
+                    "NOTIFY=", "ORCPT=rfc822", "ORCPT=;x@y", "ORCPT=rfc822;a+0Ab",
+                    "NOTIFY=DELAY NOTIFY=DELAY"):
+            r = c.cmd(f"RCPT TO:<user@example.net> {bad}")
+            assert (r.code, r.enhanced) == (501, "5.5.4"), (bad, r)
+        r = c.cmd("RCPT TO:<user@example.net> NOTIFY=success,Failure ORCPT=rfc822;u+40example.net")
+        assert r.code == 250, r
+
+
+def test_dsn_notify_never_gets_no_bounce(mw, tmp_path, peer):
+    p = peer()
+    p.rcpt_reply = lambda r: "550 5.1.1 no such user"
+    start(mw, tmp_path, BASIC, p.port)
+    qid = dsn_submit(mw, "", [("user@example.net", "NOTIFY=NEVER")], message("never"))
+    mw.wait_event("delivery", queue=qid, status="bounced")
+    wait_until(lambda: not any(mw.queue_dir.glob(f"{qid}.*")), 30, what="record removed")
+    assert mw.events("bounce") == []
+    assert mw.mail_files("example.org", "sender") == []
+
+
+def test_dsn_failure_report_with_envid_orcpt_and_full_message(mw, tmp_path, peer):
+    p = peer()
+    p.rcpt_reply = lambda r: "550 5.1.1 no such user"
+    start(mw, tmp_path, BASIC, p.port)
+    data = message("full-ret", body="the whole body comes back\r\n")
+    dsn_submit(mw, "RET=FULL ENVID=env+2B42",
+               [("user@example.net", "NOTIFY=FAILURE ORCPT=rfc822;Alias+40example.net")], data)
+    msg, raw = parse_bounce(mw)
+    parts = msg.get_payload()
+    status = parts[1].get_payload()
+    assert status[0]["Original-Envelope-Id"] == "env+42"
+    assert status[1]["Original-Recipient"] == "rfc822;Alias@example.net"
+    assert status[1]["Final-Recipient"] == "rfc822; user@example.net"
+    assert parts[2].get_content_type() == "message/rfc822"
+    assert b"the whole body comes back" in raw
+
+
+def test_dsn_success_reports(mw, tmp_path, peer):
+    # a local delivery and a relay to a peer without DSN are reported, as
+    # "delivered" and "relayed"; a peer that offers DSN is given the
+    # parameters and reports itself, so we say nothing for it
+    plain = peer()
+    aware = peer(host="127.0.0.3", port=plain.port, ehlo=("PIPELINING", "8BITMIME", "DSN"))
+    z = BASIC + "dsn.example.  IN MX 10 mx.dsn.example.\nmx.dsn.example.  IN A 127.0.0.3\n"
+    start(mw, tmp_path, z, plain.port)
+    qid = dsn_submit(mw, "RET=HDRS ENVID=E1",
+                     [("bob@localhost", "NOTIFY=SUCCESS"),
+                      ("user@example.net", "NOTIFY=SUCCESS,FAILURE"),
+                      ("user@dsn.example", "NOTIFY=SUCCESS ORCPT=rfc822;orig+40dsn.example")],
+                     message("success"))
+    plain.wait_messages(1)
+    aware.wait_messages(1)
+    msg, _ = parse_bounce(mw)
+    assert msg["Subject"] == "Successful Mail Delivery Report"
+    status = msg.get_payload()[1].get_payload()
+    got = {r["Final-Recipient"]: r for r in status[1:]}
+    assert set(got) == {"rfc822; bob@localhost", "rfc822; user@example.net"}
+    assert got["rfc822; bob@localhost"]["Action"] == "delivered"
+    assert got["rfc822; user@example.net"]["Action"] == "relayed"
+    assert got["rfc822; user@example.net"]["Status"] == "2.0.0"
+    mail = [c for c in aware.commands if c.startswith("MAIL")][0]
+    rcpt = [c for c in aware.commands if c.startswith("RCPT")][0]
+    assert mail.endswith(" RET=HDRS ENVID=E1"), mail
+    # xtext (RFC 3461 4): only "+", "=" and what is not printable are encoded
+    assert rcpt == "RCPT TO:<user@dsn.example> NOTIFY=SUCCESS ORCPT=rfc822;orig@dsn.example"
+    # the peer without DSN heard none of it
+    assert not [c for c in plain.commands if "NOTIFY" in c or "RET=" in c]
+    wait_until(lambda: not any(mw.queue_dir.glob(f"{qid}.*")), 30, what="record removed")
+
+
+def test_chunking_peer_gets_bdat(mw, tmp_path, peer):
+    p = peer(ehlo=("PIPELINING", "8BITMIME", "CHUNKING"))
+    start(mw, tmp_path, BASIC, p.port)
+    data = message("chunked", body=".a dot line\r\nplain\r\n")
+    qid = submit(mw, "sender@example.org", ["user@example.net"], data)
+    m = p.wait_messages(1)[0]
+    assert getattr(m, "chunked", False)
+    assert strip_trace(m.data) == data   # byte-exact, and nothing dot-stuffed
+    assert [c for c in p.commands if c.startswith("BDAT")]
+    assert "DATA" not in p.commands
+    mw.wait_event("delivery", queue=qid, status="sent")
+
+
+def test_ipv6_mx_host(mw, tmp_path, peer):
+    # a host with only an AAAA record is reached over IPv6; with both, a
+    # refused IPv4 address is followed by the IPv6 one
+    port = free_port()
+    p = peer(host="::1", port=port)
+    z = BASIC + ("v6.example.        IN MX 10 mx.v6.example.\n"
+                 "mx.v6.example.     IN AAAA ::1\n"
+                 "both.example.      IN MX 10 mx.both.example.\n"
+                 "mx.both.example.   IN A 127.0.0.9\n"
+                 "mx.both.example.   IN AAAA ::1\n")
+    start(mw, tmp_path, z, port)
+    q1 = submit(mw, "sender@example.org", ["user@v6.example"], message("v6"))
+    q2 = submit(mw, "sender@example.org", ["user@both.example"], message("both"))
+    p.wait_messages(2)
+    assert mw.wait_event("delivery", queue=q1, status="sent")["relay"] == f"mx.v6.example[::1]:{port}"
+    assert mw.wait_event("delivery", queue=q2, status="sent")["relay"] == f"mx.both.example[::1]:{port}"

@@ -358,6 +358,37 @@ static void test_auth_and_required_tls(void **state)
     smtpo_free(s);
 }
 
+static void test_chunking(void **state)
+{
+    (void)state;
+    struct smtpo *s = start("250-mx.peer.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n", false);
+    const char *const one[] = { "a@peer.test" };
+    static const char body[] = ".dot\r\nbare\nend";
+    struct smtpo_msg m = { .from = "s@us.test", .rcpts = one, .nrcpt = 1,
+                           .body = body, .body_len = sizeof(body) - 1 };
+    smtpo_send(s, &m);
+    /* one chunk, its length exact, nothing dot-stuffed, CRLF only */
+    expect_out(s, NULL, "MAIL FROM:<s@us.test>\r\nRCPT TO:<a@peer.test>\r\n"
+                        "BDAT 17 LAST\r\n.dot\r\nbare\r\nend\r\n");
+    expect_out(s, "250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n", "");
+    size_t n;
+    const struct smtpo_result *r = smtpo_results(s, &n);
+    assert_int_equal(smtpo_state(s), SMTPO_SENT);
+    assert_int_equal(r[0].code, 250);
+    assert_string_equal(r[0].text, "queued");
+    smtpo_free(s);
+    /* without PIPELINING, the chunk waits for an accepted RCPT */
+    s = start("250-mx.peer.test\r\n250 CHUNKING\r\n", false);
+    smtpo_send(s, &m);
+    expect_out(s, NULL, "MAIL FROM:<s@us.test>\r\n");
+    expect_out(s, "250 ok\r\n", "RCPT TO:<a@peer.test>\r\n");
+    expect_out(s, "550 5.1.1 no\r\n", "");
+    assert_int_equal(smtpo_state(s), SMTPO_SENT);
+    r = smtpo_results(s, &n);
+    assert_int_equal(r[0].code, 550);
+    smtpo_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_line_ends_and_dots),
         cmocka_unit_test(test_broken_peers),
         cmocka_unit_test(test_auth_and_required_tls),
+        cmocka_unit_test(test_chunking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
