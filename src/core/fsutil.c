@@ -166,7 +166,12 @@ int fs_commit_file(const char *tmpdir, const char *destdir, const char *name,
 
 int fs_read_file(const char *path, size_t max, struct buf *out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fs_read_fileat(AT_FDCWD, path, max, out);
+}
+
+int fs_read_fileat(int dirfd, const char *name, size_t max, struct buf *out)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     struct stat st;

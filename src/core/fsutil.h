@@ -42,6 +42,8 @@ int fs_mkdirs(const char *path, int mode);
 int fs_fsync_dir(const char *path);
 int fs_write_all(int fd, const void *p, size_t n);
 int fs_read_file(const char *path, size_t max, struct buf *out);
+/* The same, name relative to dirfd (no walk of the path from / each time). */
+int fs_read_fileat(int dirfd, const char *name, size_t max, struct buf *out);
 /* A secret kept in a file of its own (a password): a regular file not
  * open to "other" users (mode & 007), its first line, 1..max bytes. 0
  * with an xmalloc'd copy in *out, or -1 with "path: why" in err. */

@@ -615,10 +615,9 @@ static void read_state_file(const struct queue *q, struct queue_msg *m, const ch
 {
     char name[ID_LEN + 8];
     snprintf(name, sizeof(name), "%s%s", m->ref.id, suffix);
-    char *path = join(q->dir, name);
     struct buf b;
     buf_init(&b);
-    if (fs_read_file(path, 1 << 20, &b) == 0) {
+    if (fs_read_fileat(q->dirfd, name, 1 << 20, &b) == 0) {
         m->has_done_file = true;
         const char *p = buf_ptr(&b), *end = p + buf_size(&b), *line;
         size_t len;
@@ -627,7 +626,6 @@ static void read_state_file(const struct queue *q, struct queue_msg *m, const ch
                 state_line(m, line, len);
     }
     buf_free(&b);
-    xfree(path);
 }
 
 static void read_done(const struct queue *q, struct queue_msg *m)
@@ -645,9 +643,7 @@ int queue_read(const struct queue *q, const struct queue_ref *ref, bool check_do
     m->ref = *ref;
     char name[SLOT_NAME_MAX];
     slot_name(name, ref->slot);
-    char *path = join(q->dir, name);
-    int r = fs_read_file(path, QUEUE_MAX_FILE, &m->raw);
-    xfree(path);
+    int r = fs_read_fileat(q->dirfd, name, QUEUE_MAX_FILE, &m->raw);
     /* A spent slot, or one already holding another message: this one has
      * been delivered and removed. */
     size_t sz = buf_size(&m->raw);

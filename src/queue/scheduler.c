@@ -78,6 +78,7 @@ struct qmsg {
     bool bounce_owed;           /* some recipient failed and no bounce went yet */
     bool warn_owed;             /* the delay warning is due and did not go yet */
     bool removed;               /* the settle removed the record */
+    bool has_state;             /* an <ID>.state may exist (removal unlinks it) */
 };
 
 /* A local attempt whose queue update waits for its directories. */
@@ -151,6 +152,7 @@ struct deliver_job {
     time_t next_due;
     bool bounce_owed, warn_owed;
     bool force, held;
+    bool state_file;        /* the record has a state file, or this attempt wrote one */
     unsigned attempts;
     time_t arrival;
 };
@@ -375,6 +377,8 @@ static void settle_done(void *arg)
                 m->next_due = time(NULL);
         } else if (st->remove) {
             m->removed = true;
+        } else if (st->nnewly > 0) {
+            m->has_state = true;   /* the deliveries were recorded there */
         }
         settle_free(st);
         m->open--;
@@ -452,6 +456,7 @@ static void note_state(struct deliver_job *j, const struct queue *q, struct queu
                        size_t i, struct queue_rcpt *r)
 {
     queue_mark_rcpt(q, m->ref.id, i, r);
+    j->state_file = true;
     j->st[i] = (uint8_t)r->state;
     if (r->state == QUEUE_RCPT_FAILED)
         j->bounce_owed = true;
@@ -601,7 +606,8 @@ static void deliver_work(void *arg)
         buf_free(&path);
     }
     struct settle *st = j->settle;
-    st->has_done_file = m.has_done_file;
+    j->state_file = j->state_file || m.has_done_file;
+    st->has_done_file = j->state_file;
     /* The fast path: everything delivered here, nothing else owed. */
     st->remove = ndone == m.nrcpt && j->ngroups == 0 && !j->bounce_owed;
     j->warn_owed = c->delay_warning_time > 0 && !m.warned && bounce_wanted(&m) &&
@@ -704,6 +710,7 @@ static void deliver_done(void *arg)
         m->nrcpt = j->nrcpt;
         m->next_due = j->next_due;
         m->arrival = j->arrival;
+        m->has_state = m->has_state || j->state_file;
         m->bounce_owed = j->bounce_owed;
         m->warn_owed = j->warn_owed;
         m->check_done = true;
@@ -781,13 +788,23 @@ struct record_job {
     struct scheduler *s;
     struct dest_item *it;
     struct queue_rcpt *rs;
+    bool remove;        /* these outcomes finish the message: remove it instead */
+    bool has_state;     /* ...and whether it has a state file to unlink */
+    bool removed;
 };
 
 static void record_work(void *arg)
 {
     struct record_job *r = arg;
+    const struct queue *q = r->s->ctx.queue;
+    /* The last part of the attempt, and nothing is owed: the record goes
+     * at once, without first writing outcomes that nobody will read. */
+    if (r->remove && queue_remove(q, &r->it->ref, r->has_state) == 0) {
+        r->removed = true;
+        return;
+    }
     for (size_t k = 0; k < r->it->n; k++)
-        queue_mark_rcpt(r->s->ctx.queue, r->it->ref.id, r->it->index[k], &r->rs[k]);
+        queue_mark_rcpt(q, r->it->ref.id, r->it->index[k], &r->rs[k]);
 }
 
 static void record_done(void *arg)
@@ -800,6 +817,10 @@ static void record_done(void *arg)
         queue_rcpt_clear(&r->rs[k]);
     xfree(r->rs);
     dest_item_free(r->it);
+    if (r->removed)
+        m->removed = true;
+    else
+        m->has_state = true;   /* the outcomes were written there */
     xfree(r);
     m->open--;
     attempt_end(m);
@@ -845,6 +866,12 @@ static void remote_done(void *arg, struct dest_item *it)
                 m->next_due = q->next;
         }
     }
+    bool final = m->open == 1 && !m->bounce_owed && !m->warn_owed && !m->hold_requested &&
+                 !m->remove_requested && !m->flush_pending;
+    for (size_t i = 0; i < m->nrcpt && final; i++)
+        final = m->st[i] == QUEUE_RCPT_DELIVERED || m->st[i] == QUEUE_RCPT_FAILED;
+    r->remove = final;
+    r->has_state = m->has_state;
     s->jobs++;
     worker_submit(s->ctx.pool, record_work, record_done, r);
 }
@@ -1092,6 +1119,9 @@ static void flag_done(void *arg)
 
 static void write_flag(struct scheduler *s, const char *id, char flag)
 {
+    struct qmsg *m = by_id(s, id);
+    if (m)
+        m->has_state = true;
     struct flag_job *f = xcalloc(1, sizeof(*f));
     f->s = s;
     memcpy(f->id, id, ID_LEN + 1);

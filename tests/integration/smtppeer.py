@@ -144,8 +144,10 @@ class Peer:
                 else:
                     send("250 peer.test")
             elif verb == "STARTTLS" and self.break_tls and not tls:
+                # no handshake follows: the client's TLS fails. (Bytes sent
+                # after the 220 would be a response injection instead,
+                # which the client treats as a broken host.)
                 send("220 2.0.0 go ahead")
-                c.sendall(b"this is not a TLS handshake\r\n")
                 return
             elif verb == "STARTTLS" and self.tls_ctx and not tls:
                 send("220 2.0.0 go ahead")
