@@ -13,7 +13,8 @@
  *                           "v=DKIM1; k=ed25519; p=<raw 32-byte key>"
  *   dkim_keyrec_parse()     a TXT record into type, flags (t=y, t=s),
  *                           h=/s= acceptability and the public key; an empty
- *                           p= is "revoked" (0 returned, revoked set)
+ *                           p= is "revoked" (0 returned, revoked set); the
+ *                           decoded keys are cached by their p= bytes
  *   dkim_pk_verify/_sign()  RSA PKCS#1 v1.5 SHA-256; Ed25519 (pure) over the
  *                           SHA-256 hash of the data (RFC 8463 3)
  *
@@ -21,6 +22,8 @@
  * decode to a key of the type k= names is an error, never a crash.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +192,85 @@ void dkim_key_free(struct dkim_key *k)
 
 /* ---- key records ---------------------------------------------------------- */
 
+/* Decoded public keys, by the bytes of their p= value: decoding an RSA
+ * key (an ASN.1 parse and the key's set-up) costs about as much as the
+ * signature check itself, and most mail comes signed by a few keys.
+ * Keyed by content, an entry can never be stale: the record itself is
+ * still looked up (and cached for its TTL) by the resolver every time,
+ * and a changed record is a new entry. Direct-mapped, KEY_CACHE_SLOTS
+ * entries, shared by every thread (EVP_PKEY is safe to use from several
+ * threads at once for verification). */
+#define KEY_CACHE_SLOTS 1024
+#define KEY_CACHE_MAX_RAW 2048
+
+struct key_cache_entry {
+    enum dkim_key_type type;
+    unsigned char *raw;
+    size_t n;
+    EVP_PKEY *pk;
+};
+
+static struct key_cache_entry key_cache[KEY_CACHE_SLOTS];
+static pthread_mutex_t key_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t key_cache_slot(enum dkim_key_type type, const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)type;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return (size_t)(h % KEY_CACHE_SLOTS);
+}
+
+static EVP_PKEY *key_cache_get(enum dkim_key_type type, const unsigned char *p, size_t n,
+                               size_t slot)
+{
+    EVP_PKEY *pk = NULL;
+    pthread_mutex_lock(&key_cache_mu);
+    struct key_cache_entry *e = &key_cache[slot];
+    if (e->pk && e->type == type && e->n == n && memcmp(e->raw, p, n) == 0 &&
+        EVP_PKEY_up_ref(e->pk) == 1)
+        pk = e->pk;
+    pthread_mutex_unlock(&key_cache_mu);
+    return pk;
+}
+
+static void key_cache_put(enum dkim_key_type type, const unsigned char *p, size_t n, size_t slot,
+                          EVP_PKEY *pk)
+{
+    if (n > KEY_CACHE_MAX_RAW || EVP_PKEY_up_ref(pk) != 1)
+        return;
+    unsigned char *copy = xmalloc(n);
+    memcpy(copy, p, n);
+    pthread_mutex_lock(&key_cache_mu);
+    struct key_cache_entry *e = &key_cache[slot];
+    EVP_PKEY *old = e->pk;
+    unsigned char *old_raw = e->raw;
+    e->type = type;
+    e->raw = copy;
+    e->n = n;
+    e->pk = pk;
+    pthread_mutex_unlock(&key_cache_mu);
+    EVP_PKEY_free(old);
+    xfree(old_raw);
+}
+
+static EVP_PKEY *decode_pub_uncached(enum dkim_key_type type, const struct buf *raw);
+
 static EVP_PKEY *decode_pub(enum dkim_key_type type, const struct buf *raw)
+{
+    const unsigned char *p = (const unsigned char *)buf_ptr(raw);
+    size_t n = buf_size(raw);
+    size_t slot = key_cache_slot(type, p, n);
+    EVP_PKEY *pk = key_cache_get(type, p, n, slot);
+    if (pk != NULL)
+        return pk;
+    pk = decode_pub_uncached(type, raw);
+    if (pk != NULL)
+        key_cache_put(type, p, n, slot, pk);
+    return pk;
+}
+
+static EVP_PKEY *decode_pub_uncached(enum dkim_key_type type, const struct buf *raw)
 {
     const unsigned char *p = (const unsigned char *)buf_ptr(raw);
     long n = (long)buf_size(raw);

@@ -402,6 +402,40 @@ static void test_key_cases(void **state)
     assert_int_equal(g.r[0].result, DKIM_PERMERROR);
 }
 
+/* Decoded keys are cached by their record's bytes: a rotated record under
+ * the same name is a new key, never the one decoded before. */
+static void test_key_rotation(void **state)
+{
+    struct buf err = { 0 }, m = { 0 };
+    struct dkim_key *k2 = dkim_key_generate(DKIM_KEY_RSA, 1024, &err);
+    assert_non_null(k2);
+    sign_into(&m, &(struct dkim_sign_opts){ .domain = "example.com", .selector = "rot",
+                                             .key = K.rsa, .hcanon = DKIM_CANON_RELAXED,
+                                             .bcanon = DKIM_CANON_RELAXED, .t = T0 },
+              "From: a@example.com\r\nSubject: rot\r\n\r\nbody\r\n");
+    struct dkim_key *order[] = { K.rsa, k2, K.rsa, k2 };
+    enum dkim_result want[] = { DKIM_PASS, DKIM_FAIL, DKIM_PASS, DKIM_FAIL };
+    for (size_t i = 0; i < 4; i++) {
+        struct buf z = { 0 }, rec = { 0 };
+        dkim_key_dns_record(order[i], &rec);
+        dkim_zone_txt_line("rot._domainkey.example.com.", buf_ptr(&rec), &z);
+        buf_append_byte(&z, '\n');
+        struct dns_resolver r;
+        assert_int_equal(dns_zone_parse("rot", buf_ptr(&z), buf_size(&z), &r, &err), 0);
+        struct got g = { 0 };
+        struct dkim_verify_opts o = { .now = T0 };
+        dkim_verify_opt(&r, buf_ptr(&m), buf_size(&m), &o, on_done, &g);
+        assert_true(g.called);
+        assert_int_equal(g.r[0].result, want[i]);
+        dns_close(&r);
+        buf_free(&z);
+        buf_free(&rec);
+    }
+    dkim_key_free(k2);
+    buf_free(&m);
+    buf_free(&err);
+}
+
 static void test_rsa_sha1_and_malformed(void **state)
 {
     struct buf m = { 0 };
@@ -740,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_body_length),
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_key_cases),
+        cmocka_unit_test(test_key_rotation),
         cmocka_unit_test(test_rsa_sha1_and_malformed),
         cmocka_unit_test(test_step_interface),
         cmocka_unit_test(test_junk_does_not_take_slots),
