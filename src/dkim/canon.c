@@ -130,20 +130,21 @@ static void body_line(enum dkim_canon c, const char *p, size_t len, struct buf *
     } else {
         while (len > 0 && wsp(p[len - 1]))
             len--;
-        /* Copy runs of non-WSP whole; each WSP run becomes one space. */
-        size_t i = 0;
-        while (i < len) {
-            size_t run = i;
-            while (run < len && !wsp(p[run]))
-                run++;
-            memcpy(w, p + i, run - i);
-            w += run - i;
-            if (run == len)
-                break;
-            while (run < len && wsp(p[run]))
-                run++;
-            *w++ = ' ';
-            i = run;
+        /* Each WSP run becomes one space (the trailing one is gone): one
+         * pass, a store per byte; words are too short for a copy call
+         * per word to pay. */
+        bool space = false;
+        for (size_t i = 0; i < len; i++) {
+            char ch = p[i];
+            if (wsp(ch)) {
+                space = true;
+                continue;
+            }
+            if (space) {
+                *w++ = ' ';
+                space = false;
+            }
+            *w++ = ch;
         }
     }
     *w++ = '\r';
