@@ -66,7 +66,7 @@ static void maybe_exit(void *arg)
         event_base_loopbreak(dm->srv.base);
 }
 
-static void queued(void *arg, const char *id, uint32_t slot)
+static void daemon_queued(void *arg, const char *id, uint32_t slot)
 {
     struct daemon *dm = arg;
     sched_enqueue(dm->sched, id, slot);
@@ -261,7 +261,7 @@ static int daemon_start(struct daemon *dm)
     if (srv->dmarc_rng == 0 && getrandom(&srv->dmarc_rng, sizeof(srv->dmarc_rng), 0) < 0)
         srv->dmarc_rng = (uint64_t)time(NULL) ^ (uint64_t)getpid();
     srv->handlers = &net_handlers;
-    srv->queued = queued;
+    srv->queued = daemon_queued;
     srv->idle = maybe_exit;
     srv->hook_arg = dm;
 
@@ -322,7 +322,7 @@ static int daemon_start(struct daemon *dm)
         .data_dir = dm->data_dir,
         .conf = &srv->conf,
         .stopping = &srv->stopping,
-        .queued = queued,
+        .queued = daemon_queued,
         .arg = dm,
     };
     dm->dmarc_reports = dmarc_reports_start(&rc);

@@ -533,7 +533,7 @@ static void tls_info(struct rsess *s, SSL *ssl)
              v == X509_V_OK ? "verified" : "unverified");
 }
 
-static void start_tls(struct rsess *s)
+static void outbound_tls_begin(struct rsess *s)
 {
     SSL *ssl = SSL_new(s->r->ssl);
     const char *host = s->mx[s->imx].host;
@@ -606,7 +606,7 @@ static void advance(struct rsess *s)
             return;
         case SMTPO_TLS:
             if (s->bev && bufferevent_openssl_get_ssl(s->bev) == NULL) {
-                start_tls(s);
+                outbound_tls_begin(s);
                 if (smtpo_state(s->o) == SMTPO_CLOSED)
                     continue;
                 return;

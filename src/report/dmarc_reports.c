@@ -498,7 +498,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     worker_submit(d->pool, rotate_work, rotate_done, run);
 }
 
-static void pool_cb(evutil_socket_t fd, short what, void *arg)
+static void reports_pool_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker_pool_complete(arg);
 }
@@ -524,7 +524,7 @@ struct dmarc_reports *dmarc_reports_start(const struct report_ctx *ctx)
         log_kv(MW_LOG_ERROR, "dmarc_report_error", "file", d->dir, "operation", "mkdir",
                "error", strerror(errno), NULL);
     d->pool = worker_pool_new(1);
-    d->pool_ev = event_new(ctx->base, worker_pool_fd(d->pool), EV_READ | EV_PERSIST, pool_cb,
+    d->pool_ev = event_new(ctx->base, worker_pool_fd(d->pool), EV_READ | EV_PERSIST, reports_pool_cb,
                            d->pool);
     event_add(d->pool_ev, NULL);
     d->timer = evtimer_new(ctx->base, tick, d);
