@@ -156,6 +156,18 @@ static void test_canon_rfc6376(void **state)
     canon_all(DKIM_CANON_RELAXED, msg, &h, &b);
     assert_string_equal(buf_ptr(&h), "a:X\r\nb:Y Z\r\n");
     assert_string_equal(buf_ptr(&b), " C\r\nD E\r\n");
+    /* lines already canonical (copied whole) and not (rebuilt), side by side */
+    static const struct { const char *in, *out; } lines[] = {
+        { "a b c", "a b c\r\n" }, { " a b", " a b\r\n" }, { "a  b", "a b\r\n" },
+        { "a\tb", "a b\r\n" }, { "a \t b  ", "a b\r\n" }, { "\t\ta", " a\r\n" },
+        { "word", "word\r\n" }, { "a b ", "a b\r\n" }, { "  ", "" },
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        struct buf one = { 0 };
+        dkim_canon_body(DKIM_CANON_RELAXED, lines[i].in, strlen(lines[i].in), &one);
+        assert_string_equal(buf_ptr(&one), lines[i].out);
+        buf_free(&one);
+    }
     buf_reset(&h);
     buf_reset(&b);
     canon_all(DKIM_CANON_SIMPLE, msg, &h, &b);
