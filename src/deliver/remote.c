@@ -282,28 +282,52 @@ static void mx_answer(void *arg, const struct dns_answer *a)
     next_step(s, S_MX);
 }
 
+/* An address of family AF_INET (4 bytes) or AF_INET6 (16) on port. */
+static socklen_t set_addr(struct sockaddr_storage *ss, int family, const void *bytes,
+                          unsigned port)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        memcpy(&in->sin_addr, bytes, 4);
+        return sizeof(*in);
+    }
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    memcpy(&in6->sin6_addr, bytes, 16);
+    return sizeof(*in6);
+}
+
+/* Its printable address, and its port. */
+static unsigned addr_text(const struct sockaddr_storage *ss, char ip[INET6_ADDRSTRLEN])
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, INET6_ADDRSTRLEN);
+        return ntohs(in->sin_port);
+    }
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, INET6_ADDRSTRLEN);
+    return ntohs(in6->sin6_port);
+}
+
 static void addr_answer(void *arg, const struct dns_answer *a)
 {
     struct rsess *s = arg;
     s->dns_pending--;
     if (a->status == DNS_OK) {
         for (size_t i = 0; i < a->n && s->naddr < MAX_ADDRS; i++) {
-            struct sockaddr_storage *ss = &s->addr[s->naddr];
-            memset(ss, 0, sizeof(*ss));
-            unsigned port = s->port;
-            if (a->rr[i].type == DNS_T_A) {
-                struct sockaddr_in *in = (struct sockaddr_in *)ss;
-                in->sin_family = AF_INET;
-                in->sin_port = htons((uint16_t)port);
-                memcpy(&in->sin_addr, a->rr[i].u.a, 4);
-                s->addrlen[s->naddr++] = sizeof(*in);
-            } else if (a->rr[i].type == DNS_T_AAAA) {
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons((uint16_t)port);
-                memcpy(&in6->sin6_addr, a->rr[i].u.aaaa, 16);
-                s->addrlen[s->naddr++] = sizeof(*in6);
-            }
+            if (a->rr[i].type == DNS_T_A)
+                s->addrlen[s->naddr] = set_addr(&s->addr[s->naddr], AF_INET, a->rr[i].u.a, s->port);
+            else if (a->rr[i].type == DNS_T_AAAA)
+                s->addrlen[s->naddr] = set_addr(&s->addr[s->naddr], AF_INET6, a->rr[i].u.aaaa,
+                                                s->port);
+            else
+                continue;
+            s->naddr++;
         }
     } else if (a->status == DNS_TEMPFAIL) {
         snprintf(s->why, sizeof(s->why), "address lookup for %s failed: %s", s->mx[s->imx].host,
@@ -374,16 +398,7 @@ static bool is_us(const struct remote *r, const struct sockaddr_storage *ss)
 {
     const struct mw_config *c = *r->ctx.conf;
     char ip[INET6_ADDRSTRLEN];
-    unsigned port;
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-    }
+    unsigned port = addr_text(ss, ip);
     for (size_t i = 0; i < c->nlisten; i++)
         if (c->listens[i].port == port && strcmp(c->listens[i].address, ip) == 0)
             return true;
@@ -427,14 +442,7 @@ static void connect_next(struct rsess *s)
     }
     const struct sockaddr_storage *ss = &s->addr[s->iaddr];
     char ip[INET6_ADDRSTRLEN];
-    unsigned port;
-    if (ss->ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
-        port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-    } else {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
-        port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-    }
+    unsigned port = addr_text(ss, ip);
     snprintf(s->relay, sizeof(s->relay), "%s[%s]:%u", s->mx[s->imx].host, ip, port);
     snprintf(s->tls, sizeof(s->tls), "none");
     s->bev = bufferevent_socket_new(s->r->ctx.base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -730,21 +738,13 @@ static void sess_event(struct bufferevent *bev, short what, void *arg)
 /* A host that is an IP address needs no lookup. */
 static bool add_literal(struct rsess *s, const char *h)
 {
-    struct sockaddr_storage *ss = &s->addr[0];
-    memset(ss, 0, sizeof(*ss));
-    struct sockaddr_in *in = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, h, &in->sin_addr) == 1) {
-        in->sin_family = AF_INET;
-        in->sin_port = htons((uint16_t)s->port);
-        s->addrlen[0] = sizeof(*in);
-    } else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)s->port);
-        s->addrlen[0] = sizeof(*in6);
-    } else {
+    unsigned char b[16];
+    if (inet_pton(AF_INET, h, b) == 1)
+        s->addrlen[0] = set_addr(&s->addr[0], AF_INET, b, s->port);
+    else if (inet_pton(AF_INET6, h, b) == 1)
+        s->addrlen[0] = set_addr(&s->addr[0], AF_INET6, b, s->port);
+    else
         return false;
-    }
     s->naddr = 1;
     return true;
 }

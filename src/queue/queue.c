@@ -706,11 +706,17 @@ int queue_state_append(const struct queue *q, const char *id, const char *line, 
     return r;
 }
 
+/* "<prefix><i>\n": a state line about one recipient and nothing else. */
+static int mark_index(const struct queue *q, const char *id, const char *prefix, size_t i)
+{
+    char line[40];
+    int n = snprintf(line, sizeof(line), "%s%zu\n", prefix, i);
+    return queue_state_append(q, id, line, (size_t)n);
+}
+
 int queue_mark_done(const struct queue *q, const char *id, size_t rcpt_index)
 {
-    char line[32];
-    int n = snprintf(line, sizeof(line), "%zu\n", rcpt_index);
-    return queue_state_append(q, id, line, (size_t)n);
+    return mark_index(q, id, "", rcpt_index);
 }
 
 /* A state word or text: printable ASCII only, never a line end. */
@@ -764,16 +770,12 @@ int queue_mark_rcpt(const struct queue *q, const char *id, size_t i, const struc
 
 int queue_mark_success(const struct queue *q, const char *id, size_t i)
 {
-    char line[32];
-    int n = snprintf(line, sizeof(line), "S %zu\n", i);
-    return queue_state_append(q, id, line, (size_t)n);
+    return mark_index(q, id, "S ", i);
 }
 
 int queue_mark_reported(const struct queue *q, const char *id, size_t i)
 {
-    char line[32];
-    int n = snprintf(line, sizeof(line), "B %zu\n", i);
-    return queue_state_append(q, id, line, (size_t)n);
+    return mark_index(q, id, "B ", i);
 }
 
 int queue_mark_flag(const struct queue *q, const char *id, char flag)

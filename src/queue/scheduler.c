@@ -962,6 +962,8 @@ static void finish_work(void *arg)
 
 static void schedule_retry(struct qmsg *m);
 static void operator_action(struct qmsg *m);
+static void finish_as(struct qmsg *m, enum bounce_kind kind, bool remove, bool by_operator,
+                      bool silent);
 
 static void finish_done(void *arg)
 {
@@ -998,7 +1000,10 @@ static void finish_done(void *arg)
     idle(s);
 }
 
-static void finish(struct qmsg *m, enum bounce_kind kind, bool remove)
+/* The report (and removal) job; by_operator: `queue remove`, every
+ * recipient not yet delivered failing (reported unless silent). */
+static void finish_as(struct qmsg *m, enum bounce_kind kind, bool remove, bool by_operator,
+                      bool silent)
 {
     struct scheduler *s = m->s;
     m->where = W_FINISHING;
@@ -1008,8 +1013,15 @@ static void finish(struct qmsg *m, enum bounce_kind kind, bool remove)
     f->conf = conf_ref(*s->ctx.conf);
     f->kind = kind;
     f->remove = remove;
+    f->removed_by_operator = by_operator;
+    f->silent = silent;
     s->jobs++;
     worker_submit(s->ctx.pool, finish_work, finish_done, f);
+}
+
+static void finish(struct qmsg *m, enum bounce_kind kind, bool remove)
+{
+    finish_as(m, kind, remove, false, false);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -1138,17 +1150,7 @@ static void operator_action(struct qmsg *m)
     if (m->remove_requested) {
         m->remove_requested = false;
         m->hold_requested = false;
-        struct finish_job *f = xcalloc(1, sizeof(*f));
-        f->s = s;
-        f->m = m;
-        f->conf = conf_ref(*s->ctx.conf);
-        f->kind = BOUNCE_FAILED;
-        f->remove = true;
-        f->removed_by_operator = true;
-        f->silent = m->remove_silent;
-        m->where = W_FINISHING;
-        s->jobs++;
-        worker_submit(s->ctx.pool, finish_work, finish_done, f);
+        finish_as(m, BOUNCE_FAILED, true, true, m->remove_silent);
         return;
     }
     m->hold_requested = false;
